@@ -1,0 +1,199 @@
+"""load_pipeline(): the embedded default model, a local diffusers folder, a single checkpoint file, or a hub id."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import torch
+from diffusers import StableDiffusionPipeline
+
+EMBEDDED_ID = "sdviz/embedded"
+CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def embedded_path() -> Path:
+    """Return the folder of the embedded default model inside the installed package."""
+    return Path(str(resources.files("sdviz").joinpath("embedded")))
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """Turn None or "auto" into CUDA when present, else the CPU."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def load_pipeline(
+    model: str | os.PathLike | None = None,
+    *,
+    device: str | torch.device | Literal["auto"] | None = None,
+    dtype: torch.dtype | None = None,
+    config: str | os.PathLike | None = None,
+) -> StableDiffusionPipeline:
+    """Load a Stable Diffusion 1.x pipeline, with the safety checker off.
+
+    Args:
+        model: None for the embedded default model; a local diffusers folder (with `model_index.json`);
+            a single `.safetensors` or `.ckpt` file in the original SD layout; or a hub id, which loads
+            where the hub or the local Hugging Face cache has it.
+        device: "auto" (the default when None) picks CUDA when present, else the CPU.
+        dtype: the weights' dtype; float32 on the CPU and float16 on CUDA when None.
+        config: for a single file, a local diffusers folder whose configs describe it; the embedded
+            model's when the file has its shapes, else SD 1.5's bundled configs.
+
+    Returns:
+        A `StableDiffusionPipeline` on `device`, with `pipe.name_or_path` telling where it came from.
+
+    Raises:
+        FileNotFoundError: `model` looks like a path and nothing is there.
+        ValueError: the folder is not a diffusers pipeline, or the file is of the wrong kind.
+        OSError: a hub id that is neither reachable nor cached.
+    """
+    dev = resolve_device(device)
+    if dtype is None:
+        dtype = torch.float16 if dev.type == "cuda" else torch.float32
+    kwargs = {"dtype": dtype, "safety_checker": None, "requires_safety_checker": False}
+    with _quiet_loading():
+        pipe, source = _load(model, config, kwargs)
+    pipe = pipe.to(dev)
+    pipe.register_to_config(_name_or_path=source)  # where it came from, recorded in every trace
+    return pipe
+
+
+@contextlib.contextmanager
+def _quiet_loading():
+    """Hide the loading progress bars of diffusers and transformers, restoring them after."""
+    import diffusers.utils.logging as dlog
+    import transformers.utils.logging as tlog
+
+    was = dlog.is_progress_bar_enabled(), tlog.is_progress_bar_enabled()
+    dlog.disable_progress_bar()
+    tlog.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was[0]:
+            dlog.enable_progress_bar()
+        if was[1]:
+            tlog.enable_progress_bar()
+
+
+def _load(model, config, kwargs) -> tuple[StableDiffusionPipeline, str]:
+    if model is None:
+        pipe = StableDiffusionPipeline.from_pretrained(embedded_path(), local_files_only=True, **kwargs)
+        source = EMBEDDED_ID
+    else:
+        source = os.fspath(model)
+        path = Path(source).expanduser()
+        if path.is_dir():
+            if not (path / "model_index.json").is_file():
+                raise ValueError(
+                    f"{path} has no model_index.json, so it is not a diffusers pipeline folder: pass a folder "
+                    "written by `pipe.save_pretrained(...)`, or a single .safetensors/.ckpt checkpoint file"
+                )
+            pipe = StableDiffusionPipeline.from_pretrained(path, local_files_only=True, **kwargs)
+        elif path.is_file():
+            pipe = _load_single_file(path, config, kwargs)
+        elif _looks_like_path(source):
+            raise FileNotFoundError(
+                f"no such file or folder: {path}; pass an existing diffusers folder, a .safetensors/.ckpt "
+                "file, a hub id such as 'runwayml/stable-diffusion-v1-5', or None for the embedded model"
+            )
+        else:
+            pipe = _load_hub(source, kwargs)
+    return pipe, source
+
+
+def _looks_like_path(s: str) -> bool:
+    return not _HUB_ID.match(s) or s.startswith((".", "~", "/")) or s.endswith(CHECKPOINT_SUFFIXES)
+
+
+def _load_hub(repo_id: str, kwargs: dict) -> StableDiffusionPipeline:
+    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+    try:
+        return StableDiffusionPipeline.from_pretrained(repo_id, local_files_only=offline, **kwargs)
+    except (OSError, ValueError) as e:
+        how = "offline (HF_HUB_OFFLINE=1)" if offline else "from the hub"
+        raise OSError(
+            f"could not load {repo_id!r} {how} or from the local Hugging Face cache. Download the model "
+            "where you have a network (`pipe.save_pretrained('my-model')`), then pass the local folder: "
+            f"sdviz.load_pipeline('my-model'). Cause: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
+        ) from None
+
+
+def _checkpoint_keys(path: Path) -> tuple[set[str], dict[str, tuple[int, ...]]]:
+    """Read a checkpoint's tensor names and shapes without running any pickle code."""
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                return set(f.keys()), {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        except Exception as e:  # noqa: BLE001 - safetensors raises several types for a bad file
+            raise ValueError(f"{path} is not a readable .safetensors file: {e}") from None
+    raise AssertionError("only called for .safetensors")
+
+
+def _ckpt_to_safetensors(path: Path) -> Path:
+    """Load a .ckpt with `weights_only=True` (no arbitrary pickle code) and rewrite it as safetensors."""
+    from safetensors.torch import save_file
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises UnpicklingError, RuntimeError, ...
+        raise ValueError(
+            f"{path} could not be read as a weights-only checkpoint ({type(e).__name__}); sdviz never unpickles "
+            "arbitrary objects: convert it to .safetensors where you trust it"
+        ) from None
+    state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} holds no state dict")
+    tensors = {k: v.contiguous() for k, v in state.items() if isinstance(v, torch.Tensor)}
+    out = Path(tempfile.mkdtemp(prefix="sdviz-ckpt-")) / (path.stem + ".safetensors")
+    save_file(tensors, str(out))
+    return out
+
+
+def _load_single_file(path: Path, config: str | os.PathLike | None, kwargs: dict) -> StableDiffusionPipeline:
+    if path.suffix not in CHECKPOINT_SUFFIXES:
+        raise ValueError(
+            f"{path} is a {path.suffix or 'suffix-less'} file; load_pipeline takes a diffusers folder, a hub id, "
+            f"or a single original-layout checkpoint ending in {' or '.join(CHECKPOINT_SUFFIXES)}"
+        )
+    file = _ckpt_to_safetensors(path) if path.suffix == ".ckpt" else path
+    keys, shapes = _checkpoint_keys(file)
+    if not any(k.startswith("model.diffusion_model.") for k in keys):
+        raise ValueError(
+            f"{path} is not an original-layout Stable Diffusion checkpoint (no 'model.diffusion_model.*' keys); "
+            "for diffusers-format weights pass their folder instead"
+        )
+    if config is None:
+        config = _config_for(shapes)
+    from sdviz.tokenizer import load_tokenizer
+
+    return StableDiffusionPipeline.from_single_file(
+        str(file), config=str(config), local_files_only=True, tokenizer=load_tokenizer(), **kwargs
+    )
+
+
+def _config_for(shapes: dict[str, tuple[int, ...]]) -> Path:
+    """Pick the bundled configs whose UNet matches the checkpoint's first convolution."""
+    conv_in = shapes.get("model.diffusion_model.input_blocks.0.0.weight")
+    embedded_conv = _embedded_conv_in_shape()
+    if conv_in == embedded_conv:
+        return embedded_path()
+    return Path(str(resources.files("sdviz").joinpath("configs/sd15")))
+
+
+def _embedded_conv_in_shape() -> tuple[int, ...]:
+    import json
+
+    cfg = json.loads((embedded_path() / "unet" / "config.json").read_text())
+    return (cfg["block_out_channels"][0], cfg["in_channels"], 3, 3)

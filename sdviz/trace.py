@@ -1,0 +1,354 @@
+"""What a captured run holds: `TokenInfo`, `Step`, `Trace`; saved as safetensors with JSON metadata.
+
+This module imports nothing of sdviz, so everything that draws can depend on it alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+FORMAT = "sdviz-trace"
+FORMAT_VERSION = 1
+STEP_FIELDS = ("latents", "x0", "noise_pred", "noise_pred_text", "noise_pred_uncond")
+
+
+@dataclass
+class TokenInfo:
+    """What CLIP sees of one prompt.
+
+    Attributes:
+        prompt: the text as given.
+        input_ids: the padded ids (length `model_max_length`, 77 for SD).
+        attention_mask: 1 for the start token, the prompt's tokens and the end token; 0 for padding.
+        tokens: the BPE token string of every position (`"cat</w>"`).
+        truncated_ids: ids cut off because the prompt was too long.
+        truncated: the token strings cut off.
+    """
+
+    prompt: str
+    input_ids: list[int]
+    attention_mask: list[int]
+    tokens: list[str]
+    truncated_ids: list[int] = field(default_factory=list)
+    truncated: list[str] = field(default_factory=list)
+
+    @property
+    def length(self) -> int:
+        """Number of positions that are not padding (start and end tokens included)."""
+        return int(sum(self.attention_mask))
+
+    @property
+    def unique(self) -> list[tuple[str, int]]:
+        """The distinct tokens of the unpadded prompt with their ids, in order of first appearance."""
+        seen: dict[int, str] = {}
+        for tok, i in zip(self.tokens[: self.length], self.input_ids[: self.length], strict=True):
+            seen.setdefault(i, tok)
+        return [(t, i) for i, t in seen.items()]
+
+    def words(self) -> list[tuple[str, list[int]]]:
+        """Group the prompt's BPE tokens into words: `[(word, [positions]), ...]`, start/end tokens excluded."""
+        out: list[tuple[str, list[int]]] = []
+        pieces: list[str] = []
+        positions: list[int] = []
+        for pos in range(1, self.length - 1):
+            tok = self.tokens[pos]
+            pieces.append(tok.removesuffix("</w>"))
+            positions.append(pos)
+            if tok.endswith("</w>"):
+                out.append(("".join(pieces), positions))
+                pieces, positions = [], []
+        if pieces:
+            out.append(("".join(pieces), positions))
+        return out
+
+
+@dataclass
+class Step:
+    """One call of `scheduler.step` (one UNet evaluation) of a run.
+
+    Attributes:
+        index: position in the run's loop, from 0.
+        timestep: the timestep the UNet saw.
+        sigma: the noise level of that timestep, sqrt((1 - alpha_bar) / alpha_bar).
+        latents: x_t after the step, (B, C, h, w).
+        x0: the predicted clean latents, (B, C, h, w).
+        noise_pred: the guided noise prediction the scheduler received.
+        noise_pred_text: the prompt-conditioned half under classifier-free guidance.
+        noise_pred_uncond: the unconditional half under classifier-free guidance.
+        order_stage: 0 for a step's first UNet evaluation, 1 for the second of a 2nd-order solver.
+        completes_step: whether this evaluation finished a solver step (False for a Heun predictor).
+    """
+
+    index: int
+    timestep: float
+    sigma: float
+    latents: torch.Tensor | None = None
+    x0: torch.Tensor | None = None
+    noise_pred: torch.Tensor | None = None
+    noise_pred_text: torch.Tensor | None = None
+    noise_pred_uncond: torch.Tensor | None = None
+    order_stage: int = 0
+    completes_step: bool = True
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """Return the tensors this step kept, by field name."""
+        return {k: getattr(self, k) for k in STEP_FIELDS if getattr(self, k) is not None}
+
+
+@dataclass(eq=False)
+class Trace:
+    """Everything recorded about one run of a Stable Diffusion pipeline.
+
+    Attributes:
+        prompt: the prompt (or the first of a batch; see `prompts`).
+        negative_prompt: the negative prompt, if any.
+        seed: the seed of the generator, if known.
+        guidance_scale: the classifier-free guidance scale.
+        height, width: the image size in pixels.
+        model: where the pipeline came from.
+        scheduler: the scheduler's class name.
+        scheduler_config: the scheduler's full config.
+        tokens: what CLIP saw of the prompt.
+        negative_tokens: what CLIP saw of the negative prompt (the empty string when none was given).
+        timesteps: the timesteps the run used, one per UNet evaluation.
+        sigmas: the noise levels of those timesteps.
+        init_latents: the latents before the first step.
+        steps: one `Step` per recorded evaluation.
+        image: the final image (the first of a batch; see `images`).
+        complete: False when the run was interrupted or raised.
+        attention: per-token cross-attention maps, when captured.
+        info: everything else: wall time, UNet evaluations, strength, dtype, prompts of a batch.
+    """
+
+    prompt: str = ""
+    negative_prompt: str | None = None
+    seed: int | None = None
+    guidance_scale: float = 7.5
+    height: int = 0
+    width: int = 0
+    model: str = ""
+    scheduler: str = ""
+    scheduler_config: dict[str, Any] = field(default_factory=dict)
+    tokens: TokenInfo | None = None
+    negative_tokens: TokenInfo | None = None
+    timesteps: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
+    sigmas: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
+    init_latents: torch.Tensor | None = None
+    steps: list[Step] = field(default_factory=list)
+    images: list[Image.Image] = field(default_factory=list)
+    complete: bool = True
+    attention: Any = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def image(self) -> Image.Image | None:
+        """The final image (the first one of a batch)."""
+        return self.images[0] if self.images else None
+
+    @property
+    def num_inference_steps(self) -> int:
+        """Number of solver steps that completed (a Heun step counts once though it evaluates the UNet twice)."""
+        return sum(s.completes_step for s in self.steps)
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Trace):
+            return NotImplemented
+        a, b = _flatten(self), _flatten(other)
+        if a[1] != b[1] or a[0].keys() != b[0].keys():
+            return False
+        return all(torch.equal(a[0][k], b[0][k]) for k in a[0])
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the trace to one file, atomically (a crash mid-write leaves no half file).
+
+        Args:
+            path: the target file; `.sdviz` is the usual suffix.
+
+        Returns:
+            The path written.
+        """
+        path = Path(path)
+        tensors, meta = _flatten(self)
+        blob = st_save(tensors, metadata={"sdviz": json.dumps(meta)})
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(blob)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Trace:
+        """Read a trace written by `Trace.save`.
+
+        Args:
+            path: the file.
+
+        Returns:
+            The trace, equal to the one saved.
+
+        Raises:
+            ValueError: the file is not an sdviz trace, is truncated or corrupted, or needs a newer sdviz.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no trace file at {path}")
+        data = path.read_bytes()
+        try:
+            tensors = st_load(data)
+            meta_raw = _read_metadata(data)
+        except (SafetensorError, ValueError, json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{path} is not a readable sdviz trace (truncated or corrupted?): {e}") from None
+        if "sdviz" not in meta_raw:
+            raise ValueError(f"{path} is a safetensors file but not an sdviz trace (no 'sdviz' metadata)")
+        try:
+            meta = json.loads(meta_raw["sdviz"])
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: the trace metadata is corrupted: {e}") from None
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{path} is not an sdviz trace (format {meta.get('format')!r})")
+        version = meta.get("version", 0)
+        if version > FORMAT_VERSION:
+            raise ValueError(
+                f"{path} was written by sdviz {meta.get('sdviz_version', '?')} (trace format {version}); "
+                f"this sdviz reads format {FORMAT_VERSION}: upgrade with `pip install -U sdviz`"
+            )
+        return _unflatten(tensors, meta)
+
+
+def _read_metadata(data: bytes) -> dict[str, str]:
+    """Read the `__metadata__` of a safetensors blob."""
+    if len(data) < 8:
+        raise ValueError("file too short")
+    n = int.from_bytes(data[:8], "little")
+    if n > len(data) - 8:
+        raise ValueError("header longer than the file")
+    header = json.loads(data[8 : 8 + n].decode("utf-8"))
+    return header.get("__metadata__", {}) or {}
+
+
+def _image_to_tensor(img: Image.Image) -> torch.Tensor:
+    return torch.from_numpy(np.array(img.convert("RGB"), dtype=np.uint8).copy())
+
+
+def _flatten(trace: Trace) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split a trace into named contiguous tensors and JSON metadata."""
+    from sdviz import __version__
+
+    tensors: dict[str, torch.Tensor] = {
+        "timesteps": trace.timesteps.detach().cpu(),
+        "sigmas": trace.sigmas.detach().cpu(),
+    }
+    if trace.init_latents is not None:
+        tensors["init_latents"] = trace.init_latents
+    for i, img in enumerate(trace.images):
+        tensors[f"images.{i}"] = _image_to_tensor(img)
+    steps_meta = []
+    for i, s in enumerate(trace.steps):
+        for k, v in s.tensors().items():
+            tensors[f"steps.{i}.{k}"] = v
+        steps_meta.append(
+            {f.name: getattr(s, f.name) for f in dataclasses.fields(Step) if f.name not in STEP_FIELDS}
+        )
+    attention_meta = None
+    if trace.attention is not None:
+        att_tensors, attention_meta = trace.attention.to_state()
+        tensors.update({f"attention.{k}": v for k, v in att_tensors.items()})
+    meta = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "sdviz_version": __version__,
+        "prompt": trace.prompt,
+        "negative_prompt": trace.negative_prompt,
+        "seed": trace.seed,
+        "guidance_scale": trace.guidance_scale,
+        "height": trace.height,
+        "width": trace.width,
+        "model": trace.model,
+        "scheduler": trace.scheduler,
+        "scheduler_config": _jsonable(trace.scheduler_config),
+        "tokens": dataclasses.asdict(trace.tokens) if trace.tokens else None,
+        "negative_tokens": dataclasses.asdict(trace.negative_tokens) if trace.negative_tokens else None,
+        "steps": steps_meta,
+        "num_images": len(trace.images),
+        "complete": trace.complete,
+        "attention": attention_meta,
+        "info": _jsonable(trace.info),
+    }
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    return tensors, meta
+
+
+def _unflatten(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Trace:
+    steps = []
+    for i, sm in enumerate(meta["steps"]):
+        kw = {k: tensors.get(f"steps.{i}.{k}") for k in STEP_FIELDS}
+        steps.append(Step(**sm, **kw))
+    images = [Image.fromarray(tensors[f"images.{i}"].numpy()) for i in range(meta["num_images"])]
+    attention = None
+    if meta.get("attention") is not None:
+        from sdviz.attention_maps import AttentionMaps  # noqa: PLC0415 - only traces with maps need it
+
+        prefix = "attention."
+        att = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+        attention = AttentionMaps.from_state(att, meta["attention"])
+    return Trace(
+        prompt=meta["prompt"],
+        negative_prompt=meta["negative_prompt"],
+        seed=meta["seed"],
+        guidance_scale=meta["guidance_scale"],
+        height=meta["height"],
+        width=meta["width"],
+        model=meta["model"],
+        scheduler=meta["scheduler"],
+        scheduler_config=meta["scheduler_config"],
+        tokens=TokenInfo(**meta["tokens"]) if meta["tokens"] else None,
+        negative_tokens=TokenInfo(**meta["negative_tokens"]) if meta["negative_tokens"] else None,
+        timesteps=tensors["timesteps"],
+        sigmas=tensors["sigmas"],
+        init_latents=tensors.get("init_latents"),
+        steps=steps,
+        images=images,
+        complete=meta["complete"],
+        attention=attention,
+        info=meta["info"],
+    )
+
+
+def _jsonable(obj: Any) -> Any:
+    """Turn configs (tuples, numpy and torch scalars, FrozenDicts) into plain JSON values."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, torch.Tensor):
+        return obj.tolist()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if obj is None or isinstance(obj, bool | int | float | str):
+        return obj
+    return str(obj)

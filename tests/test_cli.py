@@ -1,0 +1,41 @@
+import pytest
+from PIL import Image
+
+from sdviz.cli import build_parser, main
+
+
+def test_generate_writes_png(tmp_path, capsys):
+    rc = main(["generate", "a red letter A on a blue background", "--steps", "3", "--out", str(tmp_path), "--device", "cpu"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    pngs = list(tmp_path.glob("*.png"))
+    assert len(pngs) == 1 and str(pngs[0]) in out
+    assert Image.open(pngs[0]).size == (64, 64)
+
+
+def test_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    for name in commands:
+        assert name in text
+
+
+def test_each_command_has_help(capsys):
+    parser = build_parser()
+    for name, sub in parser._subparsers._group_actions[0].choices.items():
+        text = sub.format_help()
+        assert sub.description, name
+        for action in sub._actions:
+            if action.dest != "help":
+                assert action.help, f"{name} {action.dest} has no help"
+        assert "usage" in text
+
+
+def test_bad_model_is_a_clean_error(tmp_path, capsys):
+    rc = main(["generate", "x", "--model", str(tmp_path / "missing"), "--out", str(tmp_path)])
+    assert rc == 2
+    assert "error: no such file or folder" in capsys.readouterr().err
