@@ -1,0 +1,1 @@
+"""The subcommands of `sdviz`, one module each, each with `register(subparsers)`."""

@@ -1,0 +1,56 @@
+"""`sdviz generate`: an image (and its trace) from a prompt."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+
+def _slug(text: str, n: int = 40) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:n] or "image"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add `generate` to the subcommands."""
+    p = sub.add_parser(
+        "generate",
+        help="generate an image (and its trace) from a prompt",
+        description="Generate an image from a prompt and write it as a PNG into --out.",
+    )
+    p.add_argument("prompt", help="the text prompt")
+    p.add_argument("--model", default=None, help="diffusers folder, .safetensors/.ckpt file or hub id (default: the embedded model)")
+    p.add_argument("--steps", type=int, default=25, help="number of denoising steps (default: 25)")
+    p.add_argument("--scheduler", default=None, help="scheduler class name or alias (default: the model's own)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--guidance-scale", type=float, default=7.5, help="classifier-free guidance scale (default: 7.5)")
+    p.add_argument("--negative-prompt", default=None, help="what the image should not show")
+    p.add_argument("--height", type=int, default=None, help="image height in pixels (default: the model's)")
+    p.add_argument("--width", type=int, default=None, help="image width in pixels (default: the model's)")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
+    p.add_argument("--out", default="sdviz-out", help="output folder (default: ./sdviz-out)")
+    p.set_defaults(func=_cmd_generate)
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    import torch
+
+    from sdviz.pipeline import load_pipeline
+
+    pipe = load_pipeline(args.model, device=args.device)
+    generator = torch.Generator(device="cpu").manual_seed(args.seed)
+    image = pipe(
+        args.prompt,
+        num_inference_steps=args.steps,
+        guidance_scale=args.guidance_scale,
+        negative_prompt=args.negative_prompt,
+        height=args.height,
+        width=args.width,
+        generator=generator,
+    ).images[0]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{_slug(args.prompt)}-seed{args.seed}.png"
+    image.save(path)
+    print(f"image: {path}")
+    return 0
