@@ -109,6 +109,12 @@ class Sampler:
 class DDPMSampler(Sampler):
     """Ancestral sampling from the DDPM posterior, with its "fixed small" variance (Ho et al. 2020)."""
 
+    def _prev(self, t: int) -> int:
+        super()._prev(t)
+        # the next visited timestep; after the last one the clean sample, where alpha-bar is 1
+        later = self.timesteps[self.timesteps < t]
+        return int(later.max()) if len(later) else -1
+
     def step(
         self,
         eps: torch.Tensor,
