@@ -1,0 +1,122 @@
+"""`sdviz train`: train the embedded model (autoencoder, diffusion, or both end to end) and the checker."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add `train` and its stages to the subcommands."""
+    p = sub.add_parser(
+        "train",
+        help="train the embedded model or the checker, offline on the CPU",
+        description="Train the tiny Stable Diffusion embedded in sdviz on rendered glyphs, stage by stage or end to "
+        "end; every stage resumes from the checkpoint in its run folder.",
+    )
+    stages = p.add_subparsers(dest="stage", metavar="STAGE", required=True)
+
+    e = stages.add_parser("embedded", help="autoencoder, latents, UNet and export in one go",
+                          description="Run the embedded model's whole recipe and export it (by default into the "
+                          "package's embedded folder).")  # fmt: skip
+    e.add_argument("--out", default="runs/embedded", help="run folder (default: runs/embedded)")
+    e.add_argument("--export-to", default=None, help="diffusers folder to write (default: the package's embedded model)")
+    _common(e)
+    e.set_defaults(func=_cmd_embedded)
+
+    a = stages.add_parser("autoencoder", help="train the AutoencoderKL on glyphs",
+                          description="Train the embedded model's AutoencoderKL; the result lands in OUT/model.")  # fmt: skip
+    a.add_argument("--out", default="runs/autoencoder", help="run folder (default: runs/autoencoder)")
+    a.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the embedded recipe's)")
+    a.add_argument("--batch-size", type=int, default=None, help="images per step (default: the embedded recipe's)")
+    _common(a)
+    a.set_defaults(func=_cmd_autoencoder)
+
+    d = stages.add_parser("diffusion", help="train the UNet on a trained autoencoder's latents",
+                          description="Train the UNet (frozen seeded CLIP text encoder unless --train-text-encoder) on "
+                          "the latents of a trained VAE and export the pipeline to OUT/model.")  # fmt: skip
+    d.add_argument("--vae", required=True, help="folder of a trained AutoencoderKL (e.g. runs/autoencoder/model)")
+    d.add_argument("--out", default="runs/diffusion", help="run folder (default: runs/diffusion)")
+    d.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the embedded recipe's)")
+    d.add_argument("--batch-size", type=int, default=None, help="latents per step (default: the embedded recipe's)")
+    d.add_argument("--train-text-encoder", action="store_true", help="train the CLIP text encoder with the UNet")
+    _common(d)
+    d.set_defaults(func=_cmd_diffusion)
+
+    c = stages.add_parser("checker", help="train the character classifier used by `sdviz evaluate`",
+                          description="Train the checker's CNN on fresh renders and write its weights (by default the "
+                          "ones shipped in the package).")  # fmt: skip
+    c.add_argument("--out", default=None, help="safetensors file to write (default: the package's checker weights)")
+    c.add_argument("--steps", type=int, default=2000, help="optimiser steps (default: 2000)")
+    _common(c)
+    c.set_defaults(func=_cmd_checker)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: the recipe's, 1 on a shared CPU)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _override(cfg, args, **fields):
+    changes = {k: v for k, v in fields.items() if v is not None}
+    if args.threads is not None:
+        changes["threads"] = args.threads
+    return dataclasses.replace(cfg, **changes)
+
+
+def _cmd_embedded(args: argparse.Namespace) -> int:
+    from sdviz.pipeline import embedded_path
+    from sdviz.train import embedded
+
+    target = args.export_to or embedded_path()
+    embedded.train_embedded(args.out, target, autoencoder=_override(embedded.AUTOENCODER, args),
+                            diffusion=_override(embedded.DIFFUSION, args), progress=not args.quiet)  # fmt: skip
+    print(f"model: {target}")
+    return 0
+
+
+def _cmd_autoencoder(args: argparse.Namespace) -> int:
+    from sdviz.train import embedded
+
+    cfg = _override(embedded.AUTOENCODER, args, steps=args.steps, batch_size=args.batch_size)
+    embedded.train_vae(args.out, cfg, progress=not args.quiet)
+    print(f"autoencoder: {args.out}/model")
+    return 0
+
+
+def _cmd_diffusion(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from sdviz.train import embedded
+    from sdviz.train.architecture import TEXT_CONFIG, UNET_CONFIG
+    from sdviz.train.data import GlyphDataset
+    from sdviz.train.diffusion import encode_latents, latent_std, make_pipeline, train_diffusion
+    from sdviz.train.export import export_pipeline
+
+    if not (Path(args.vae) / "config.json").is_file():
+        raise FileNotFoundError(f"no AutoencoderKL at {args.vae}; train one with `sdviz train autoencoder`")
+    cfg = _override(embedded.DIFFUSION, args, steps=args.steps, batch_size=args.batch_size)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    vae = AutoencoderKL.from_pretrained(args.vae).eval()
+    cache = encode_latents(vae, GlyphDataset(cfg.data_size, seed=cfg.data_seed), out / "latents.safetensors",
+                           progress=not args.quiet)  # fmt: skip
+    vae.register_to_config(scaling_factor=1.0 / latent_std(cache))
+    torch.manual_seed(embedded.SEED)
+    text = CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG))
+    unet = UNet2DConditionModel(**UNET_CONFIG)
+    ema = train_diffusion(unet, text, vae, out, cfg, train_text_encoder=args.train_text_encoder, progress=not args.quiet)
+    print(f"model: {export_pipeline(make_pipeline(vae, text, ema), out / 'model')}")
+    return 0
+
+
+def _cmd_checker(args: argparse.Namespace) -> int:
+    from sdviz.train.checker import train_checker, weights_path
+
+    _, acc = train_checker(args.out, steps=args.steps, threads=args.threads or 1, progress=not args.quiet)
+    print(f"checker: {args.out or weights_path()} (accuracy on fresh renders {acc:.4f})")
+    return 0

@@ -1,0 +1,185 @@
+"""Captioned glyph images, rendered offline from the fonts matplotlib ships: `a red letter A on a blue background`."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache, lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+IMAGE_SIZE = 64
+LETTERS = tuple("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+DIGITS = tuple("0123456789")
+CHARS = LETTERS + DIGITS  # class index = position in this tuple
+# RGB values chosen far apart so that the nearest palette colour is unambiguous.
+PALETTE: dict[str, tuple[int, int, int]] = {
+    "red": (220, 30, 30),
+    "green": (30, 170, 50),
+    "blue": (30, 70, 230),
+    "yellow": (250, 225, 40),
+    "white": (250, 250, 250),
+    "black": (15, 15, 15),
+    "orange": (250, 140, 10),
+    "purple": (140, 40, 180),
+}
+COLORS = tuple(PALETTE)
+FONT_FILES = (
+    "DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf", "DejaVuSans-BoldOblique.ttf",
+    "DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf", "DejaVuSerif-Italic.ttf", "DejaVuSerif-BoldItalic.ttf",
+    "DejaVuSansMono.ttf", "DejaVuSansMono-Bold.ttf", "DejaVuSansMono-Oblique.ttf", "DejaVuSansMono-BoldOblique.ttf",
+    "STIXGeneral.ttf", "STIXGeneralBol.ttf", "STIXGeneralItalic.ttf", "STIXGeneralBolIta.ttf",
+)  # fmt: skip
+MAX_ROTATION = 15.0  # degrees; more would confuse 6/9 and M/W
+MARGIN = 4  # pixels between the glyph and the border, which the colour check reads as background
+_RENDER_SIZE = 128  # font size of the master glyph, scaled down after rotation
+
+
+@dataclass(frozen=True)
+class Labels:
+    """What an image shows."""
+
+    char: str
+    fg: str
+    bg: str
+    font: str
+
+    @property
+    def kind(self) -> str:
+        return "digit" if self.char in DIGITS else "letter"
+
+    @property
+    def char_index(self) -> int:
+        return CHARS.index(self.char)
+
+
+def caption(char: str, fg: str, bg: str) -> str:
+    """Return the caption of a glyph: `a {fg} {kind} {char} on a {bg} background`."""
+    _check(char, fg, bg)
+    kind = "digit" if char in DIGITS else "letter"
+    return f"a {fg} {kind} {char} on a {bg} background"
+
+
+def all_prompts() -> list[tuple[str, str, str]]:
+    """Return every (char, fg, bg) the grammar allows, in a fixed order (36 x 8 x 7 = 2016)."""
+    return [(c, f, b) for c in CHARS for f in COLORS for b in COLORS if f != b]
+
+
+def font_path(name: str) -> Path:
+    """Return the path of one of matplotlib's bundled fonts."""
+    import matplotlib
+
+    if name not in FONT_FILES:
+        raise ValueError(f"unknown font {name!r}; choose one of {', '.join(FONT_FILES)}")
+    return Path(matplotlib.get_data_path()) / "fonts" / "ttf" / name
+
+
+@cache
+def _font(name: str) -> ImageFont.FreeTypeFont:
+    return ImageFont.truetype(str(font_path(name)), _RENDER_SIZE)
+
+
+@lru_cache(maxsize=4096)
+def _master(char: str, font: str) -> Image.Image:
+    """Return the glyph as a tight antialiased mask ("L") at the master size."""
+    f = _font(font)
+    left, top, right, bottom = f.getbbox(char)
+    mask = Image.new("L", (right - left + 8, bottom - top + 8), 0)
+    ImageDraw.Draw(mask).text((4 - left, 4 - top), char, font=f, fill=255)
+    return mask.crop(mask.getbbox())
+
+
+def render(char: str, fg: str, bg: str, font: str, rng: random.Random, size: int = IMAGE_SIZE) -> Image.Image:
+    """Render one glyph with a random rotation, scale and position, fully inside the image.
+
+    Args:
+        char: one of `CHARS` (A-Z, 0-9).
+        fg: the glyph's colour, a name of `PALETTE`.
+        bg: the background's colour, a name of `PALETTE`, not `fg`.
+        font: one of `FONT_FILES`.
+        rng: the source of randomness; the same state gives the same image.
+        size: the side of the square image in pixels.
+
+    Returns:
+        An RGB image of `size` x `size`.
+    """
+    _check(char, fg, bg)
+    angle = rng.uniform(-MAX_ROTATION, MAX_ROTATION)
+    height = rng.uniform(0.55, 0.8) * size  # of the upright glyph
+    mask = _master(char, font).rotate(angle, resample=Image.BICUBIC, expand=True)
+    mask = mask.crop(mask.getbbox())
+    scale = height / _master(char, font).height
+    w, h = max(1, round(mask.width * scale)), max(1, round(mask.height * scale))
+    room = size - 2 * MARGIN
+    if w > room or h > room:  # wide glyphs (W, M) shrink to fit
+        shrink = min(room / w, room / h)
+        w, h = max(1, int(w * shrink)), max(1, int(h * shrink))
+    mask = mask.resize((w, h), Image.LANCZOS)
+    x = rng.randint(MARGIN, size - MARGIN - w)
+    y = rng.randint(MARGIN, size - MARGIN - h)
+    image = Image.new("RGB", (size, size), PALETTE[bg])
+    image.paste(Image.new("RGB", (w, h), PALETTE[fg]), (x, y), mask)
+    return image
+
+
+def to_tensor(image: Image.Image) -> torch.Tensor:
+    """Turn an RGB image into a (3, H, W) float tensor in [-1, 1]."""
+    a = torch.from_numpy(np.asarray(image, dtype=np.float32).copy())
+    return a.permute(2, 0, 1) / 127.5 - 1.0
+
+
+def to_image(x: torch.Tensor) -> Image.Image:
+    """Turn a (3, H, W) tensor in [-1, 1] into an RGB image."""
+    a = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return Image.fromarray(a.permute(1, 2, 0).cpu().numpy())
+
+
+def sample_labels(rng: random.Random) -> Labels:
+    """Draw a character, two distinct colours and a font uniformly."""
+    fg, bg = rng.sample(COLORS, 2)
+    return Labels(rng.choice(CHARS), fg, bg, rng.choice(FONT_FILES))
+
+
+class GlyphDataset(torch.utils.data.Dataset):
+    """`n` captioned glyphs, the i-th a pure function of (`seed`, i); rendered on access.
+
+    Items are `(image, caption, labels)`: a (3, 64, 64) tensor in [-1, 1], the caption string, `Labels`.
+    """
+
+    def __init__(self, n: int, seed: int = 0, size: int = IMAGE_SIZE):
+        if n < 1:
+            raise ValueError(f"n must be positive, got {n}")
+        self.n, self.seed, self.size = n, seed, size
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, str, Labels]:
+        if not 0 <= i < self.n:
+            raise IndexError(i)
+        rng = random.Random(f"{self.seed}:{i}")
+        lab = sample_labels(rng)
+        image = render(lab.char, lab.fg, lab.bg, lab.font, rng, self.size)
+        return to_tensor(image), caption(lab.char, lab.fg, lab.bg), lab
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, str, Labels]]:
+        return (self[i] for i in range(self.n))
+
+    def batch(self, start: int, stop: int) -> tuple[torch.Tensor, list[str], list[Labels]]:
+        """Return items `start` .. `stop - 1` stacked: (B, 3, H, W) images, captions, labels."""
+        items = [self[i] for i in range(start, min(stop, self.n))]
+        return torch.stack([x for x, _, _ in items]), [c for _, c, _ in items], [lab for _, _, lab in items]
+
+
+def _check(char: str, fg: str, bg: str) -> None:
+    if char not in CHARS:
+        raise ValueError(f"unknown character {char!r}; choose one of A-Z or 0-9")
+    for c in (fg, bg):
+        if c not in PALETTE:
+            raise ValueError(f"unknown colour {c!r}; choose one of {', '.join(COLORS)}")
+    if fg == bg:
+        raise ValueError(f"the glyph and the background must differ in colour, both are {fg!r}")

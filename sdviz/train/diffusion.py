@@ -1,0 +1,221 @@
+"""Train a text-conditioned UNet on cached autoencoder latents of captioned glyphs (epsilon prediction, CFG dropout)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from diffusers import (
+    AutoencoderKL,
+    DDPMScheduler,
+    EulerDiscreteScheduler,
+    StableDiffusionPipeline,
+    UNet2DConditionModel,
+)
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+from transformers import CLIPTextModel
+
+from sdviz.tokenizer import load_tokenizer
+from sdviz.train.architecture import SCHEDULER_CONFIG
+from sdviz.train.autoencoder import lr_at
+from sdviz.train.data import GlyphDataset, all_prompts, caption
+from sdviz.train.runlog import load_checkpoint, save_checkpoint, save_grid, write_losses
+
+
+@dataclass
+class DiffusionConfig:
+    """Hyperparameters of a UNet run."""
+
+    steps: int = 5000
+    batch_size: int = 64
+    lr: float = 1e-3
+    warmup: int = 100
+    data_size: int = 30_000
+    data_seed: int = 0
+    seed: int = 0
+    uncond_prob: float = 0.1  # captions dropped to "" so that classifier-free guidance works
+    ema_decay: float = 0.999
+    sample_every: int = 500
+    sample_steps: int = 25
+    checkpoint_every: int = 100
+    log_every: int = 20
+    threads: int | None = 1
+
+
+def prompt_table() -> list[str]:
+    """Return every caption, the empty prompt first: index 0 is "", index 1 + k is `all_prompts()[k]`."""
+    return [""] + [caption(*p) for p in all_prompts()]
+
+
+@torch.no_grad()
+def encode_prompts(text_encoder: CLIPTextModel, prompts: list[str], batch_size: int = 256) -> torch.Tensor:
+    """Return the (N, 77, hidden) last hidden states of `prompts`, as the pipeline computes them."""
+    tok = load_tokenizer()
+    out = []
+    for i in range(0, len(prompts), batch_size):
+        ids = tok(prompts[i : i + batch_size], padding="max_length", max_length=tok.model_max_length,
+                  truncation=True, return_tensors="pt").input_ids  # fmt: skip
+        out.append(text_encoder(ids)[0])
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def encode_latents(
+    vae: AutoencoderKL, data: GlyphDataset, path: str | Path | None = None, batch_size: int = 100, progress: bool = True
+) -> dict[str, torch.Tensor]:
+    """Encode `data` once: posterior mean and std (N, 4, 8, 8) and the prompt index (N,); cached at `path`."""
+    if path is not None and Path(path).exists():
+        return load_file(path)
+    index = {p: i + 1 for i, p in enumerate(all_prompts())}
+    means, stds, prompts = [], [], []
+    for start in tqdm(range(0, len(data), batch_size), desc="encode latents", disable=not progress):
+        x, _, labs = data.batch(start, start + batch_size)
+        post = vae.encode(x).latent_dist
+        means.append(post.mean)
+        stds.append(post.std)
+        prompts += [index[(lab.char, lab.fg, lab.bg)] for lab in labs]
+    cache = {"mean": torch.cat(means).contiguous(), "std": torch.cat(stds).contiguous(), "prompt": torch.tensor(prompts)}
+    if path is not None:
+        save_file(cache, path)
+    return cache
+
+
+def latent_std(cache: dict[str, torch.Tensor]) -> float:
+    """Return the std of latents sampled from the cached posteriors: sqrt(var(mean) + E[std^2])."""
+    return (cache["mean"].var() + cache["std"].pow(2).mean()).sqrt().item()
+
+
+def make_pipeline(vae, text_encoder, unet, scheduler=None) -> StableDiffusionPipeline:
+    """Assemble modules into a `StableDiffusionPipeline` with SD 1.5's scheduler config."""
+    from diffusers import PNDMScheduler
+
+    return StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=load_tokenizer(),
+        unet=unet,
+        scheduler=scheduler or PNDMScheduler.from_config(SCHEDULER_CONFIG),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+@torch.no_grad()
+def sample(pipe: StableDiffusionPipeline, prompts: list[str], seed: int, steps: int = 25, guidance_scale: float = 7.5):
+    """Generate one image per prompt with Euler, each from `seed + i`."""
+    sched = pipe.scheduler
+    pipe.scheduler = EulerDiscreteScheduler.from_config(sched.config)
+    pipe.set_progress_bar_config(disable=True)
+    try:
+        gens = [torch.Generator().manual_seed(seed + i) for i in range(len(prompts))]
+        return pipe(prompts, num_inference_steps=steps, guidance_scale=guidance_scale, generator=gens).images
+    finally:
+        pipe.scheduler = sched
+
+
+def train_diffusion(
+    unet: UNet2DConditionModel,
+    text_encoder: CLIPTextModel,
+    vae: AutoencoderKL,
+    out: str | Path,
+    config: DiffusionConfig | None = None,
+    *,
+    train_text_encoder: bool = False,
+    progress: bool = True,
+    until: int | None = None,
+) -> UNet2DConditionModel:
+    """Train `unet` (and `text_encoder` if asked) on the glyph latents of `vae`, resuming from `out/checkpoint`.
+
+    Args:
+        unet: the denoiser, trained in place.
+        text_encoder: the prompt encoder; frozen (its embeddings computed once) unless `train_text_encoder`.
+        vae: the trained autoencoder; its `scaling_factor` must already be set.
+        out: the run folder: `latents.safetensors`, checkpoint, losses, `samples/step-*.png`.
+        config: the hyperparameters; the defaults when None.
+        train_text_encoder: train the text encoder jointly with the UNet.
+        progress: show tqdm progress bars.
+        until: stop after this step (with a checkpoint), as if interrupted; resume by calling again.
+
+    Returns:
+        The exponential moving average of the UNet's weights (a new module), in eval mode.
+    """
+    cfg = config or DiffusionConfig()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    (out / "config.json").write_text(json.dumps({**asdict(cfg), "train_text_encoder": train_text_encoder}, indent=1))
+    vae.eval()
+    cache = encode_latents(vae, GlyphDataset(cfg.data_size, seed=cfg.data_seed), out / "latents.safetensors",
+                           progress=progress)  # fmt: skip
+    scale = vae.config.scaling_factor
+    table = prompt_table()
+    text_encoder.requires_grad_(train_text_encoder)
+    frozen = None if train_text_encoder else encode_prompts(text_encoder.eval(), table)
+    noise_sched = DDPMScheduler.from_config(SCHEDULER_CONFIG)
+    params = list(unet.parameters()) + (list(text_encoder.parameters()) if train_text_encoder else [])
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
+    ema = copy.deepcopy(unet).requires_grad_(False)
+    modules = {"unet": unet, "ema": ema} | ({"text_encoder": text_encoder} if train_text_encoder else {})
+    torch.manual_seed(cfg.seed)
+    state = load_checkpoint(out, modules, opt) or {"step": 0, "losses": [], "seconds": 0.0}
+    shown = [caption(*p) for p in random.Random(cfg.seed + 99).sample(all_prompts(), 16)]
+    tok = load_tokenizer()
+    n = cache["mean"].shape[0]
+    unet.train()
+    bar = tqdm(total=cfg.steps, initial=state["step"], desc="diffusion", disable=not progress)
+    t0, running = time.time() - state["seconds"], 0.0
+    last = cfg.steps if until is None else min(until, cfg.steps)
+    while state["step"] < last:
+        step = state["step"]
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, cfg.steps, cfg.lr, cfg.warmup)
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+        idx = torch.randint(0, n, (cfg.batch_size,), generator=gen)
+        eps0 = torch.randn(cache["mean"][idx].shape, generator=gen)
+        z = (cache["mean"][idx] + cache["std"][idx] * eps0) * scale
+        prompt = torch.where(torch.rand(cfg.batch_size, generator=gen) < cfg.uncond_prob, 0, cache["prompt"][idx])
+        if frozen is not None:
+            cond = frozen[prompt]
+        else:
+            ids = tok([table[i] for i in prompt.tolist()], padding="max_length", max_length=tok.model_max_length,
+                      truncation=True, return_tensors="pt").input_ids  # fmt: skip
+            cond = text_encoder(ids)[0]
+        noise = torch.randn(z.shape, generator=gen)
+        t = torch.randint(0, noise_sched.config.num_train_timesteps, (cfg.batch_size,), generator=gen)
+        pred = unet(noise_sched.add_noise(z, noise, t), t, cond).sample
+        loss = torch.nn.functional.mse_loss(pred, noise)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        decay = min(cfg.ema_decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for e, p in zip(ema.parameters(), unet.parameters(), strict=True):
+                e.lerp_(p, 1 - decay)
+        running += loss.item()
+        state["step"] = step = step + 1
+        bar.update(1)
+        if step % cfg.log_every == 0:
+            state["losses"].append({"step": step, "loss": running / cfg.log_every})
+            bar.set_postfix(loss=f"{running / cfg.log_every:.4f}")
+            running = 0.0
+        if step % cfg.sample_every == 0 or step == cfg.steps:
+            images = sample(make_pipeline(vae, text_encoder.eval(), ema), shown, seed=10_000, steps=cfg.sample_steps)
+            text_encoder.train(train_text_encoder)
+            save_grid(images, out / "samples" / f"step-{step:06d}.png")
+            (out / "samples" / "prompts.txt").write_text("\n".join(shown) + "\n")
+        if step % cfg.checkpoint_every == 0 or step in (cfg.steps, last):
+            state["seconds"] = time.time() - t0
+            save_checkpoint(out, modules, opt, state)
+            write_losses(out, state["losses"], title="diffusion loss (epsilon MSE)")
+    bar.close()
+    text_encoder.eval()
+    return ema.eval()

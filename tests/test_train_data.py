@@ -1,0 +1,84 @@
+import random
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from sdviz.train.data import (
+    CHARS,
+    COLORS,
+    FONT_FILES,
+    MARGIN,
+    PALETTE,
+    GlyphDataset,
+    all_prompts,
+    caption,
+    font_path,
+    render,
+    to_image,
+)  # fmt: skip
+
+GRAMMAR = re.compile(r"^a (\w+) (letter|digit) ([A-Z0-9]) on a (\w+) background$")
+
+
+def test_same_seed_same_items_other_seed_other_items():
+    a, b, c = GlyphDataset(6, seed=3), GlyphDataset(6, seed=3), GlyphDataset(6, seed=4)
+    for i in range(6):
+        assert torch.equal(a[i][0], b[i][0]) and a[i][1:] == b[i][1:]
+    assert any(not torch.equal(a[i][0], c[i][0]) for i in range(6))
+    x, captions, labels = a.batch(2, 5)
+    assert x.shape == (3, 3, 64, 64) and x.dtype == torch.float32
+    assert float(x.min()) >= -1 and float(x.max()) <= 1
+    assert captions == [a[i][1] for i in range(2, 5)]
+
+
+def test_captions_follow_the_grammar_and_match_the_labels():
+    seen_chars, seen_fonts = set(), set()
+    for _, text, lab in GlyphDataset(400, seed=0):
+        m = GRAMMAR.match(text)
+        assert m, text
+        fg, kind, char, bg = m.groups()
+        assert (fg, char, bg) == (lab.fg, lab.char, lab.bg) and kind == lab.kind
+        assert fg != bg and fg in COLORS and bg in COLORS
+        assert kind == ("digit" if char.isdigit() else "letter")
+        seen_chars.add(char)
+        seen_fonts.add(lab.font)
+    assert len(seen_chars) > 30 and len(seen_fonts) == len(FONT_FILES)
+    assert len(all_prompts()) == 36 * 8 * 7 == len(set(all_prompts()))
+    assert caption("7", "red", "blue") == "a red digit 7 on a blue background"
+
+
+def test_glyphs_are_inside_and_drawn_in_their_colours():
+    for i in range(150):
+        rng = random.Random(i)
+        char, font = CHARS[i % len(CHARS)], FONT_FILES[i % len(FONT_FILES)]
+        fg, bg = rng.sample(COLORS, 2)
+        a = np.asarray(render(char, fg, bg, font, rng)).astype(int)
+        ring = np.concatenate([a[:MARGIN].reshape(-1, 3), a[-MARGIN:].reshape(-1, 3),
+                               a[:, :MARGIN].reshape(-1, 3), a[:, -MARGIN:].reshape(-1, 3)])  # fmt: skip
+        assert (ring == PALETTE[bg]).all(), (char, font)
+        glyph = (np.abs(a - PALETTE[fg]).sum(-1) < 10).sum()
+        assert 40 < glyph < 64 * 64 / 2, (char, font, glyph)  # visible, not a blob
+
+
+def test_fonts_come_from_matplotlib_and_bad_input_is_named():
+    assert all(font_path(f).is_file() for f in FONT_FILES)
+    rng = random.Random(0)
+    with pytest.raises(ValueError, match="A-Z or 0-9"):
+        render("a", "red", "blue", FONT_FILES[0], rng)
+    with pytest.raises(ValueError, match="choose one of red, green"):
+        caption("A", "pink", "blue")
+    with pytest.raises(ValueError, match="must differ"):
+        caption("A", "red", "red")
+    with pytest.raises(ValueError, match="unknown font"):
+        font_path("Comic.ttf")
+
+
+def test_items_are_the_renders_of_their_seeded_labels():
+    from sdviz.train.data import sample_labels
+
+    x, _, lab = GlyphDataset(1, seed=9)[0]
+    rng = random.Random("9:0")
+    assert sample_labels(rng) == lab
+    assert np.array_equal(np.asarray(to_image(x)), np.asarray(render(lab.char, lab.fg, lab.bg, lab.font, rng)))

@@ -1,0 +1,82 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from diffusers import AutoencoderKL, UNet2DConditionModel
+from transformers import CLIPTextConfig, CLIPTextModel
+
+import sdviz
+from sdviz.train.autoencoder import AutoencoderConfig, KLLoss, train_autoencoder
+from sdviz.train.diffusion import DiffusionConfig, encode_latents, latent_std, make_pipeline, train_diffusion
+from sdviz.train.export import export_pipeline
+
+
+def _vae():
+    torch.manual_seed(0)
+    return AutoencoderKL(
+        sample_size=64, block_out_channels=(8, 8, 8, 8), down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4, layers_per_block=1, norm_num_groups=4, latent_channels=4,
+    )  # fmt: skip
+
+
+def _unet_and_text():
+    torch.manual_seed(0)
+    text = CLIPTextModel(CLIPTextConfig(
+        vocab_size=49408, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+        max_position_embeddings=77, hidden_act="quick_gelu", bos_token_id=49406, eos_token_id=49407, pad_token_id=49407,
+    ))  # fmt: skip
+    unet = UNet2DConditionModel(
+        sample_size=8, block_out_channels=(8, 16), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), layers_per_block=1, norm_num_groups=4,
+        cross_attention_dim=16, attention_head_dim=4,
+    )  # fmt: skip
+    return unet, text
+
+
+AE = AutoencoderConfig(steps=4, batch_size=2, data_size=8, warmup=1, sample_every=4, checkpoint_every=2, log_every=1)
+DIFF = DiffusionConfig(steps=4, batch_size=4, data_size=8, warmup=1, sample_every=4, sample_steps=2,
+                       checkpoint_every=2, log_every=1)  # fmt: skip
+
+
+def test_autoencoder_run_writes_its_folder_and_resumes_exactly(tmp_path):
+    whole = train_autoencoder(_vae(), KLLoss(), tmp_path / "a", AE, progress=False)
+    for name in ("losses.csv", "losses.png", "samples/recon-000004.png", "checkpoint/weights.safetensors", "model/config.json"):
+        assert (tmp_path / "a" / name).is_file(), name
+    state = json.loads((tmp_path / "a" / "checkpoint" / "state.json").read_text())["state"]
+    assert state["step"] == 4 and len(state["losses"]) == 4
+    assert all(np.isfinite(r["loss"]) for r in state["losses"])
+
+    train_autoencoder(_vae(), KLLoss(), tmp_path / "b", AE, progress=False, until=2)  # "interrupted"
+    resumed = train_autoencoder(_vae(), KLLoss(), tmp_path / "b", AE, progress=False)
+    a, b = whole.state_dict(), resumed.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    assert torch.any(a["decoder.conv_out.weight"] != _vae().state_dict()["decoder.conv_out.weight"])
+
+
+def test_diffusion_run_resumes_and_exports_a_loadable_model(tmp_path):
+    vae = _vae().eval()
+    cache = encode_latents(vae, sdviz.train.data.GlyphDataset(8), tmp_path / "latents.safetensors", progress=False)
+    assert cache["mean"].shape == (8, 4, 8, 8) and cache["prompt"].min() >= 1
+    vae.register_to_config(scaling_factor=1 / latent_std(cache))
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "latents.safetensors").write_bytes((tmp_path / "latents.safetensors").read_bytes())
+    unet, text = _unet_and_text()
+    whole = train_diffusion(unet, text, vae, tmp_path / "a", DIFF, progress=False)
+    assert (tmp_path / "a" / "samples" / "step-000004.png").is_file()
+    train_diffusion(*_unet_and_text(), vae, tmp_path / "b", DIFF, progress=False, until=2)
+    unet_b, text_b = _unet_and_text()
+    resumed = train_diffusion(unet_b, text_b, vae, tmp_path / "b", DIFF, progress=False)
+    for (k, x), (_, y) in zip(whole.state_dict().items(), resumed.state_dict().items(), strict=True):
+        torch.testing.assert_close(x, y, rtol=0, atol=0, msg=k)
+    torch.testing.assert_close(unet.state_dict()["conv_out.weight"], unet_b.state_dict()["conv_out.weight"], rtol=0, atol=0)
+
+    folder = export_pipeline(make_pipeline(vae, text, whole), tmp_path / "model")
+    pipe = sdviz.load_pipeline(folder, device="cpu")
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.vae.config.scaling_factor == pytest.approx(vae.config.scaling_factor)
+    image = pipe("a red letter A on a blue background", num_inference_steps=2, generator=torch.Generator().manual_seed(0)).images[0]
+    assert image.size == (64, 64)
