@@ -176,11 +176,20 @@ def _load_single_file(path: Path, config: str | os.PathLike | None, kwargs: dict
         )
     if config is None:
         config = _config_for(shapes)
+    import logging
+
     from sdviz.tokenizer import load_tokenizer
 
-    return StableDiffusionPipeline.from_single_file(
-        str(file), config=str(config), local_files_only=True, tokenizer=load_tokenizer(), **kwargs
-    )
+    # diffusers warns about modules "to keep in float32" on every cast of a single-file model, even when there are none
+    log = logging.getLogger("diffusers.models.modeling_utils")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        return StableDiffusionPipeline.from_single_file(
+            str(file), config=str(config), local_files_only=True, tokenizer=load_tokenizer(), **kwargs
+        )
+    finally:
+        log.setLevel(level)
 
 
 def _config_for(shapes: dict[str, tuple[int, ...]]) -> Path:
