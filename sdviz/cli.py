@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("generate",)
+COMMANDS = ("generate", "schedulers")
 
 
 def build_parser() -> argparse.ArgumentParser:
