@@ -67,7 +67,7 @@ def write_tokenizer_files(folder: str | os.PathLike) -> Path:
         "unk_token": EOS,
         "pad_token": EOS,
         "do_lower_case": True,
-        "clean_up_tokenization_spaces": True,
+        "clean_up_tokenization_spaces": False,
     }
     (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     special = {"bos_token": BOS, "eos_token": EOS, "unk_token": EOS, "pad_token": EOS}

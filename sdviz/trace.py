@@ -1,6 +1,7 @@
 """What a captured run holds: `TokenInfo`, `Step`, `Trace`; saved as safetensors with JSON metadata.
 
-This module imports nothing of sdviz, so everything that draws can depend on it alone.
+This module imports nothing of sdviz but the pure-data `attention_maps`, so everything that draws can
+depend on it alone.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from PIL import Image
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
+
+from sdviz.attention_maps import AttentionMaps, words_of
 
 FORMAT = "sdviz-trace"
 FORMAT_VERSION = 1
@@ -45,6 +48,10 @@ class TokenInfo:
     truncated_ids: list[int] = field(default_factory=list)
     truncated: list[str] = field(default_factory=list)
 
+    def __repr__(self) -> str:
+        cut = f", truncated={self.truncated}" if self.truncated else ""
+        return f"TokenInfo({self.prompt!r}, tokens={self.tokens[: self.length]}{cut})"
+
     @property
     def length(self) -> int:
         """Number of positions that are not padding (start and end tokens included)."""
@@ -60,19 +67,7 @@ class TokenInfo:
 
     def words(self) -> list[tuple[str, list[int]]]:
         """Group the prompt's BPE tokens into words: `[(word, [positions]), ...]`, start/end tokens excluded."""
-        out: list[tuple[str, list[int]]] = []
-        pieces: list[str] = []
-        positions: list[int] = []
-        for pos in range(1, self.length - 1):
-            tok = self.tokens[pos]
-            pieces.append(tok.removesuffix("</w>"))
-            positions.append(pos)
-            if tok.endswith("</w>"):
-                out.append(("".join(pieces), positions))
-                pieces, positions = [], []
-        if pieces:
-            out.append(("".join(pieces), positions))
-        return out
+        return words_of(self.tokens[: self.length])
 
 
 @dataclass
@@ -150,7 +145,7 @@ class Trace:
     steps: list[Step] = field(default_factory=list)
     images: list[Image.Image] = field(default_factory=list)
     complete: bool = True
-    attention: Any = None
+    attention: AttentionMaps | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -165,6 +160,13 @@ class Trace:
 
     def __len__(self) -> int:
         return len(self.steps)
+
+    def __repr__(self) -> str:
+        state = "" if self.complete else ", incomplete"
+        return (
+            f"Trace({self.prompt!r}, {self.scheduler}, {len(self.steps)} UNet evaluations, "
+            f"{self.num_inference_steps} steps, {self.width}x{self.height}, seed={self.seed}{state})"
+        )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Trace):
@@ -309,8 +311,6 @@ def _unflatten(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Trace:
     images = [Image.fromarray(tensors[f"images.{i}"].numpy()) for i in range(meta["num_images"])]
     attention = None
     if meta.get("attention") is not None:
-        from sdviz.attention_maps import AttentionMaps  # noqa: PLC0415 - only traces with maps need it
-
         prefix = "attention."
         att = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
         attention = AttentionMaps.from_state(att, meta["attention"])

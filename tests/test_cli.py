@@ -2,6 +2,7 @@ import pytest
 from PIL import Image
 
 from sdviz.cli import build_parser, main
+from sdviz.trace import Trace
 
 
 def test_generate_writes_png(tmp_path, capsys):
@@ -11,6 +12,9 @@ def test_generate_writes_png(tmp_path, capsys):
     pngs = list(tmp_path.glob("*.png"))
     assert len(pngs) == 1 and str(pngs[0]) in out
     assert Image.open(pngs[0]).size == (64, 64)
+    trace = Trace.load(pngs[0].with_suffix(".sdviz"))
+    assert trace.prompt == "a red letter A on a blue background" and len(trace.steps) == 4  # PNDM: 3 steps, 4 evals
+    assert trace.image.tobytes() == Image.open(pngs[0]).convert("RGB").tobytes()
 
 
 def test_help_lists_every_command(capsys):
@@ -39,3 +43,10 @@ def test_bad_model_is_a_clean_error(tmp_path, capsys):
     rc = main(["generate", "x", "--model", str(tmp_path / "missing"), "--out", str(tmp_path)])
     assert rc == 2
     assert "error: no such file or folder" in capsys.readouterr().err
+
+
+def test_generate_with_attention(tmp_path):
+    rc = main(["generate", "a green digit 2 on a white background", "--steps", "2", "--attention", "--out", str(tmp_path)])
+    assert rc == 0
+    trace = Trace.load(next(tmp_path.glob("*.sdviz")))
+    assert trace.attention is not None and trace.attention.word_map("green").shape == (8, 8)

@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "generate",
         help="generate an image (and its trace) from a prompt",
-        description="Generate an image from a prompt and write it as a PNG into --out.",
+        description="Generate an image from a prompt; write it as a PNG and the captured run as a .sdviz trace into --out.",
     )
     p.add_argument("prompt", help="the text prompt")
     p.add_argument("--model", default=None, help="diffusers folder, .safetensors/.ckpt file or hub id (default: the embedded model)")
@@ -29,28 +29,47 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--width", type=int, default=None, help="image width in pixels (default: the model's)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
     p.add_argument("--out", default="sdviz-out", help="output folder (default: ./sdviz-out)")
+    p.add_argument("--no-trace", action="store_true", help="write only the image, not the .sdviz trace")
+    p.add_argument("--attention", action="store_true", help="also capture per-token cross-attention maps into the trace")
+    p.add_argument(
+        "--trace-dtype", choices=("float32", "float16"), default="float32",
+        help="dtype of the tensors kept in the trace (float16 halves the file)",
+    )
     p.set_defaults(func=_cmd_generate)
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    import torch
-
+    from sdviz.capture import generate
     from sdviz.pipeline import load_pipeline
 
     pipe = load_pipeline(args.model, device=args.device)
-    generator = torch.Generator(device="cpu").manual_seed(args.seed)
-    image = pipe(
+    trace = generate(
+        pipe,
         args.prompt,
-        num_inference_steps=args.steps,
+        steps=args.steps,
+        scheduler=args.scheduler,
+        seed=args.seed,
         guidance_scale=args.guidance_scale,
         negative_prompt=args.negative_prompt,
         height=args.height,
         width=args.width,
-        generator=generator,
-    ).images[0]
+        dtype=torch_dtype(args.trace_dtype),
+        attention=args.attention,
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{_slug(args.prompt)}-seed{args.seed}.png"
-    image.save(path)
-    print(f"image: {path}")
+    stem = out / f"{_slug(args.prompt)}-seed{args.seed}"
+    image_path = stem.with_suffix(".png")
+    trace.image.save(image_path)
+    print(f"image: {image_path}")
+    if not args.no_trace:
+        trace_path = trace.save(stem.with_suffix(".sdviz"))
+        print(f"trace: {trace_path} ({len(trace.steps)} steps)")
     return 0
+
+
+def torch_dtype(name: str):
+    """Map "float32"/"float16" to the torch dtype."""
+    import torch
+
+    return {"float32": torch.float32, "float16": torch.float16}[name]

@@ -1,0 +1,220 @@
+"""The cross-attention processor that sums per-token maps while a run goes, and its installer."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from sdviz.attention_maps import AttentionMaps
+
+OPTIONS = ("steps", "step_bins", "layers", "per_layer", "heads", "uncond")
+
+
+def parse_options(options: bool | dict) -> dict[str, Any]:
+    """Check the `attention=` options of capture and fill in the defaults."""
+    opts: dict[str, Any] = {
+        "steps": None, "step_bins": 1, "layers": None, "per_layer": False, "heads": "mean", "uncond": False,
+    }
+    if options is True:
+        return opts
+    if not isinstance(options, dict):
+        raise TypeError(f"attention must be True, False or a dict with keys {list(OPTIONS)}, got {options!r}")
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown attention option(s) {unknown}; valid: {list(OPTIONS)}")
+    opts.update(options)
+    if opts["steps"] is not None:
+        start, end = opts["steps"]
+        if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end):
+            raise ValueError(f"attention steps must be (start, end) with 0 <= start < end, got {opts['steps']}")
+    if not isinstance(opts["step_bins"], int) or opts["step_bins"] < 1:
+        raise ValueError(f"step_bins must be a positive int, got {opts['step_bins']!r}")
+    heads = opts["heads"]
+    if heads not in ("mean", "max") and not isinstance(heads, int):
+        raise ValueError(f"heads must be 'mean', 'max' or a head index, got {heads!r}")
+    return opts
+
+
+def attention_probs(attn: Any, hidden_states: torch.Tensor, context: torch.Tensor, heads: str | int) -> torch.Tensor:
+    """Compute softmax(QK^T / sqrt(d)) of a diffusers `Attention` layer, reduced over heads: (B, N, T)."""
+    if attn.norm_cross:
+        context = attn.norm_encoder_hidden_states(context)
+    q = attn.to_q(hidden_states)
+    k = attn.to_k(context)
+    b, n, _ = q.shape
+    h = attn.heads
+    q = q.view(b, n, h, -1).transpose(1, 2)  # (B, heads, N, d)
+    k = k.view(b, k.shape[1], h, -1).transpose(1, 2)  # (B, heads, T, d)
+    probs = (q @ k.transpose(-1, -2) * attn.scale).softmax(dim=-1)  # (B, heads, N, T)
+    if heads == "mean":
+        return probs.mean(dim=1)
+    if heads == "max":
+        return probs.amax(dim=1)
+    return probs[:, heads]
+
+
+class MapRecorder:
+    """Processor for one cross-attention layer: runs the original processor, adds its maps to the sums."""
+
+    def __init__(self, original: Any, capture: AttentionCapture, factor: int) -> None:
+        self.original = original
+        self.capture = capture
+        self.factor = factor
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
+        out = self.original(attn, hidden_states, encoder_hidden_states, attention_mask, temb, **kwargs)
+        if encoder_hidden_states is not None and self.capture.recording:
+            with torch.no_grad():
+                x = hidden_states
+                if x.ndim == 4:  # (B, C, H, W) -> (B, HW, C)
+                    x = x.flatten(2).transpose(1, 2)
+                self.capture.add(attention_probs(attn, x, encoder_hidden_states, self.capture.options["heads"]),
+                                 self.factor)
+        return out
+
+
+class AttentionCapture:
+    """Install `MapRecorder` on the UNet's cross-attention layers (attn2) and build AttentionMaps.
+
+    Memory stays constant over the run: one sum per step range and layer group.
+
+    Args:
+        unet: the pipeline's UNet (a diffusers `UNet2DConditionModel`).
+        options: True or a dict: `steps` (start, end) evaluations to record, `step_bins` ranges to keep apart,
+            `layers` (name prefixes such as "down", "up_blocks.1", or downsampling factors 1, 2, 4, ...),
+            `per_layer` (one map per downsampling factor), `heads` ("mean", "max" or an index),
+            `uncond` (also keep the unconditional half of classifier-free guidance).
+        guidance: returns whether the running pipeline uses classifier-free guidance.
+        num_evals: given the first timestep the UNet sees, returns how many evaluations the run will make.
+    """
+
+    def __init__(self, unet: Any, options: bool | dict, guidance: Any, num_evals: Any) -> None:
+        self.unet = unet
+        self.options = parse_options(options)
+        self.guidance = guidance
+        self.num_evals = num_evals
+        self._saved: dict[str, Any] | None = None
+        self._handle: Any = None
+        self.eval_index = -1
+        self.latent_hw = (0, 0)
+        self.bins: list[tuple[int, int]] = []
+        self.sums: dict[tuple[int, str], torch.Tensor] = {}
+        self.uncond: dict[tuple[int, str], torch.Tensor] = {}
+        self.counts: dict[tuple[int, str], int] = {}
+        self.recording = False
+        self._bin = 0
+
+    def install(self) -> None:
+        """Swap in the recorders (cross-attention layers only) and count UNet evaluations."""
+        self._saved = dict(self.unet.attn_processors)
+        procs = {}
+        for name, proc in self._saved.items():
+            layer = name.removesuffix(".processor")
+            factor = layer_factor(layer, self.unet.config)
+            keep = layer.endswith("attn2") and _wanted(layer, factor, self.options["layers"])
+            procs[name] = MapRecorder(proc, self, factor) if keep else proc
+        self.unet.set_attn_processor(procs)
+        self._handle = self.unet.register_forward_pre_hook(self._on_unet, with_kwargs=True)
+
+    def remove(self) -> None:
+        """Put the original processors back."""
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+        if self._saved is not None:
+            self.unet.set_attn_processor(self._saved)
+            self._saved = None
+
+    def _on_unet(self, module, args, kwargs) -> None:
+        sample = kwargs.get("sample", args[0] if args else None)
+        self.latent_hw = (int(sample.shape[-2]), int(sample.shape[-1]))
+        self.eval_index += 1
+        if self.eval_index == 0:
+            t = kwargs.get("timestep", args[1] if len(args) > 1 else None)
+            self.bins = _bins(self.options["steps"], self.num_evals(t), self.options["step_bins"])
+        self._bin = next((i for i, (a, b) in enumerate(self.bins) if a <= self.eval_index < b), -1)
+        self.recording = self._bin >= 0
+
+    def add(self, probs: torch.Tensor, factor: int) -> None:
+        """Add one layer's (B, N, T) maps to the sums of the current step range and layer group."""
+        h, w = self.latent_hw
+        hl, wl = math.ceil(h / factor), math.ceil(w / factor)
+        if hl * wl != probs.shape[1]:
+            raise ValueError(f"cannot place {probs.shape[1]} attention pixels on a {hl}x{wl} grid")
+        maps = probs.transpose(1, 2).reshape(probs.shape[0], probs.shape[2], hl, wl)  # (B, T, hl, wl)
+        if (hl, wl) != (h, w):
+            maps = F.interpolate(maps, size=(h, w), mode="bilinear", align_corners=False)  # (B, T, h, w)
+        uncond, cond = maps.chunk(2) if self.guidance() and maps.shape[0] % 2 == 0 else (None, maps)
+        key = (self._bin, str(factor) if self.options["per_layer"] else "all")
+        _accumulate(self.sums, key, cond)
+        if self.options["uncond"] and uncond is not None:
+            _accumulate(self.uncond, key, uncond)
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    def result(self, tokens: list[list[str]], image_size: tuple[int, int]) -> AttentionMaps | None:
+        """Return the recorded maps, or None when nothing was recorded.
+
+        Args:
+            tokens: the 77 token strings of each image's prompt.
+            image_size: (height, width) of the images.
+        """
+        if not self.counts:
+            return None
+        groups = sorted({g for _, g in self.counts}, key=lambda g: -1 if g == "all" else int(g))
+        first = next(iter(self.sums.values()))
+        shape = (len(self.bins), len(groups), *first.shape)
+        sums = torch.zeros(shape)
+        uncond = torch.zeros(shape) if self.uncond else None
+        counts = torch.zeros(len(self.bins), len(groups))
+        for (b, g), n in self.counts.items():
+            gi = groups.index(g)
+            sums[b, gi] = self.sums[(b, g)].cpu()
+            counts[b, gi] = n
+            if uncond is not None and (b, g) in self.uncond:
+                uncond[b, gi] = self.uncond[(b, g)].cpu()
+        options = dict(self.options)
+        options["layers"] = list(options["layers"]) if options["layers"] is not None else None
+        options["steps"] = list(options["steps"]) if options["steps"] is not None else None
+        return AttentionMaps(
+            sums=sums, counts=counts, bins=self.bins, groups=groups, tokens=tokens,
+            image_size=image_size, uncond_sums=uncond, options=options,
+        )
+
+
+def layer_factor(layer: str, config: Any) -> int:
+    """Return the downsampling factor of the latent grid a UNet attention layer works on."""
+    n = len(config.block_out_channels)
+    parts = layer.split(".")
+    if parts[0] == "down_blocks":
+        return 2 ** int(parts[1])
+    if parts[0] == "up_blocks":
+        return 2 ** (n - 1 - int(parts[1]))
+    return 2 ** (n - 1)  # mid_block
+
+
+def _wanted(layer: str, factor: int, layers: list[str | int] | None) -> bool:
+    if layers is None:
+        return True
+    return any(layer.startswith(x) if isinstance(x, str) else factor == x for x in layers)
+
+
+def _bins(steps: tuple[int, int] | None, n_evals: int, n_bins: int) -> list[tuple[int, int]]:
+    """Split the recorded evaluations [start, end) into n_bins contiguous ranges."""
+    start, end = steps if steps is not None else (0, n_evals)
+    end = min(end, n_evals)
+    if start >= end:
+        return []
+    n_bins = min(n_bins, end - start)
+    edges = [start + round(i * (end - start) / n_bins) for i in range(n_bins + 1)]
+    return [(edges[i], edges[i + 1]) for i in range(n_bins)]
+
+
+def _accumulate(store: dict, key: tuple[int, str], maps: torch.Tensor) -> None:
+    maps = maps.detach().float()  # stays on the device: no sync per layer
+    if key in store:
+        store[key] += maps
+    else:
+        store[key] = maps.clone()

@@ -1,0 +1,105 @@
+import json
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+import sdviz
+from sdviz.trace import FORMAT_VERSION, Step, TokenInfo, Trace
+
+
+@pytest.fixture()
+def trace(embedded_pipe):
+    return sdviz.generate(embedded_pipe, "a blue digit 4 on an orange background", steps=4, seed=2, negative_prompt="red")
+
+
+def test_round_trip_exact(trace, tmp_path):
+    path = trace.save(tmp_path / "run.sdviz")
+    loaded = Trace.load(path)
+    assert loaded == trace
+    assert loaded.tokens == trace.tokens and loaded.negative_tokens == trace.negative_tokens
+    assert loaded.image.tobytes() == trace.image.tobytes()
+    assert [s.order_stage for s in loaded.steps] == [s.order_stage for s in trace.steps]
+    assert loaded.scheduler_config == json.loads(json.dumps(trace.scheduler_config))
+
+
+def test_round_trip_of_sparse_and_half_traces(embedded_pipe, tmp_path):
+    t = sdviz.generate(embedded_pipe, "x", steps=5, every=2, keep=["x0"], dtype=torch.float16)
+    loaded = Trace.load(t.save(tmp_path / "t.sdviz"))
+    assert loaded == t and loaded.steps[0].x0.dtype == torch.float16 and loaded.steps[1].x0 is None
+
+
+def test_equality_sees_a_changed_value(trace, tmp_path):
+    loaded = Trace.load(trace.save(tmp_path / "a.sdviz"))
+    loaded.steps[1].x0[0, 0, 0, 0] += 1e-3
+    assert not loaded == trace
+
+
+def test_truncated_file(trace, tmp_path):
+    path = trace.save(tmp_path / "run.sdviz")
+    data = path.read_bytes()
+    for cut in (4, 100, len(data) // 2, len(data) - 1):
+        bad = tmp_path / f"cut{cut}.sdviz"
+        bad.write_bytes(data[:cut])
+        with pytest.raises(ValueError, match="not a readable sdviz trace"):
+            Trace.load(bad)
+
+
+def test_corrupted_header(trace, tmp_path):
+    path = trace.save(tmp_path / "run.sdviz")
+    data = bytearray(path.read_bytes())
+    data[8:20] = b"\xff" * 12
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="not a readable sdviz trace"):
+        Trace.load(path)
+
+
+def test_foreign_files(tmp_path):
+    st = tmp_path / "weights.safetensors"
+    save_file({"w": torch.zeros(2)}, st)
+    with pytest.raises(ValueError, match="not an sdviz trace"):
+        Trace.load(st)
+    junk = tmp_path / "junk.sdviz"
+    junk.write_bytes(b"hello world, this is not a trace")
+    with pytest.raises(ValueError, match="not a readable sdviz trace"):
+        Trace.load(junk)
+    with pytest.raises(FileNotFoundError, match="no trace file"):
+        Trace.load(tmp_path / "missing.sdviz")
+
+
+def test_newer_format_names_the_upgrade(tmp_path):
+    t = Trace(prompt="p", tokens=TokenInfo("p", [1], [1], ["p"]), steps=[Step(0, 1.0, 1.0)],
+              images=[Image.new("RGB", (2, 2))])
+    path = t.save(tmp_path / "t.sdviz")
+    data = path.read_bytes()
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + n])
+    meta = json.loads(header["__metadata__"]["sdviz"])
+    meta.update(version=FORMAT_VERSION + 1, sdviz_version="9.0.0")
+    header["__metadata__"]["sdviz"] = json.dumps(meta)
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    path.write_bytes(len(raw).to_bytes(8, "little") + raw + data[8 + n :])
+    with pytest.raises(ValueError, match=r"sdviz 9.0.0.*pip install -U sdviz"):
+        Trace.load(path)
+
+
+def test_atomic_save_leaves_no_half_file(trace, tmp_path, monkeypatch):
+    path = tmp_path / "run.sdviz"
+    trace.save(path)
+    before = path.read_bytes()
+
+    def crash(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("os.replace", crash)
+    with pytest.raises(OSError, match="disk full"):
+        trace.save(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["run.sdviz"]
+
+
+def test_repr_is_short(trace):
+    assert len(repr(trace)) < 200 and "4 steps" in repr(trace)
+    assert "<|endoftext|>" in repr(trace.tokens) and len(repr(trace.tokens)) < 300
