@@ -102,9 +102,12 @@ class MidBlock(nn.Module):
 
 
 class Encoder(nn.Module):
-    """Image (B, 3, H, W) to the Gaussian's moments (B, 2*latent, H/f, W/f), f = 2^(levels-1)."""
+    """Image (B, 3, H, W) to the Gaussian's moments (B, 2*latent, H/f, W/f), f = 2^(levels-1).
 
-    def __init__(self, cfg: VAEConfig):
+    With `moments=False` (a plain autoencoder) it outputs the latent itself, (B, latent, H/f, W/f).
+    """
+
+    def __init__(self, cfg: VAEConfig, *, moments: bool = True):
         super().__init__()
         chs, g = cfg.block_out_channels, cfg.norm_num_groups
         self.conv_in = nn.Conv2d(cfg.in_channels, chs[0], 3, padding=1)
@@ -117,7 +120,7 @@ class Encoder(nn.Module):
             self.down.append(level)
         self.mid = MidBlock(chs[-1], g)
         self.out_norm = nn.GroupNorm(g, chs[-1], eps=_EPS)
-        self.out_conv = nn.Conv2d(chs[-1], 2 * cfg.latent_channels, 3, padding=1)
+        self.out_conv = nn.Conv2d(chs[-1], (2 if moments else 1) * cfg.latent_channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv_in(x)
@@ -127,7 +130,7 @@ class Encoder(nn.Module):
             if level.downsample is not None:
                 h = level.downsample(h)  # (B, C, H/2, W/2)
         h = self.mid(h)
-        return self.out_conv(F.silu(self.out_norm(h)))  # (B, 2*latent, H/f, W/f)
+        return self.out_conv(F.silu(self.out_norm(h)))  # (B, 2*latent or latent, H/f, W/f)
 
 
 class Decoder(nn.Module):
