@@ -1,7 +1,7 @@
 """The scheduler registry: names, describe, validate, make, resolve; and schedules computed without a UNet.
 
 `names()` lists every discrete scheduler of diffusers 0.42 that drives a Stable Diffusion 1.x UNet
-(epsilon prediction) inside `StableDiffusionPipeline`, found by running all 47 scheduler classes diffusers
+(epsilon prediction) inside `StableDiffusionPipeline`, found by running all 49 scheduler classes diffusers
 ships: built from SD 1.5's scheduler config, each must (1) speak the pipeline's protocol (`init_noise_sigma`,
 `scale_model_input`, `step(model_output, t, sample)`), (2) tell the UNet timesteps on its training grid
 [0, num_train_timesteps), and (3) denoise: with an exact epsilon oracle for a point-mass data distribution it
@@ -13,7 +13,7 @@ Left out, and why:
   log(sigma)/4, i.e. timesteps 1.1 .. -1.55 instead of 999 .. 0, so an SD UNet is told the input is almost
   clean at every step (Karras et al. 2022, table 1). It runs, but the UNet is conditioned on the wrong noise
   level; it is for EDM-trained models. `EDMDPMSolverMultistepScheduler` and `CMStochasticIterativeScheduler`
-  do the same.
+  do the same, as does `CosineDPMSolverMultistepScheduler` (Stable Audio: timesteps in [0, 1], v-prediction).
 - `CogVideoXDDIMScheduler`: its default snr_shift_scale=3 rescales alpha_bar to alpha_bar / (3 - 2 alpha_bar),
   noise levels the SD UNet was never trained at; with snr_shift_scale=1 it is `DDIMScheduler`.
 - Inversion schedulers (`DDIMInverseScheduler`, `DPMSolverMultistepInverseScheduler`) run from data to noise.
@@ -22,7 +22,7 @@ Left out, and why:
   `UnCLIP`, `Helios*`, `SCM`, `DDPMWuerstchen`, `CogVideoXDPM`, ...) do not build from SD's config or do not
   speak the protocol.
 
-`DPMSolverSDEScheduler` needs the `torchsde` package.
+`DPMSolverSDEScheduler` needs the `torchsde` package; without it `names()` leaves it out.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import inspect
 import logging
 import math
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -154,7 +155,7 @@ class Schedule:
     the scheduler's own sigma where it has one (k-diffusion style schedulers, read off its input scaling
     1 / sqrt(sigma^2 + 1), so the intermediate sigma of DPM2's second evaluation is included), else derived
     from `alphas_cumprod` at `timesteps[i]` (DDIM, DDPM, PNDM, LCM, TCD). Second-order schedulers repeat or
-    interleave timesteps: Heun evaluates each timestep but the first and last twice.
+    interleave timesteps: Heun evaluates every timestep but the first twice, DPM2 adds a midpoint.
 
     Attributes:
         name: the scheduler's class name.
@@ -201,7 +202,13 @@ class ForwardProcess:
 
 def names() -> list[str]:
     """Return the class names of every scheduler that drives an SD 1.x UNet, sorted."""
-    return sorted(_REGISTRY)
+    return sorted(n for n in _REGISTRY if _installed(n))
+
+
+def _installed(cls_name: str) -> bool:
+    """Return whether diffusers has the class itself, not its placeholder for a missing backend (torchsde)."""
+    cls = getattr(diffusers, cls_name)
+    return isinstance(cls, type) and issubclass(cls, SchedulerMixin)
 
 
 def aliases() -> dict[str, tuple[str, dict[str, Any]]]:
@@ -220,10 +227,10 @@ def lookup(name: str) -> tuple[str, dict[str, Any]]:
     """Return the class name and alias settings that `name` (a class name or an alias) stands for."""
     if not isinstance(name, str):
         raise TypeError(f"a scheduler name must be a str, got {type(name).__name__}")
-    if name in _REGISTRY:
-        return name, {}
-    if name in _ALIASES:
-        cls, settings = _ALIASES[name]
+    if name in _REGISTRY or name in _ALIASES:
+        cls, settings = (name, {}) if name in _REGISTRY else _ALIASES[name]
+        if not _installed(cls):
+            raise ValueError(f"{cls} needs the torchsde package: pip install torchsde")
         return cls, dict(settings)
     folded = {k.lower(): k for k in (*_REGISTRY, *_ALIASES)}
     if name.lower() in folded:
@@ -308,12 +315,20 @@ def validate(name: str, config: dict[str, Any] | None = None, **params: Any) -> 
             raise ValueError(_unknown_param(cls_name, key, list(known)))
         check_value(cls_name, known[key], value)
     settings.update(params)
-    base = config if config is not None else sd15_config()
+    base = _base_config(config)
     merged = {p.name: p.default for p in known.values()}
     merged.update({k: v for k, v in base.items() if k in known})
     merged.update(settings)
     _check_combination(cls_name, merged, settings)
     return settings
+
+
+def _base_config(config: Any) -> dict[str, Any]:
+    if config is None:
+        return sd15_config()
+    if not isinstance(config, Mapping):
+        raise TypeError(f"config must be a mapping such as pipe.scheduler.config, got {type(config).__name__}")
+    return dict(config)
 
 
 def _unknown_param(cls_name: str, key: str, known: list[str]) -> str:
@@ -360,7 +375,7 @@ def make(name: str, config: dict[str, Any] | None = None, **params: Any) -> Sche
     Raises:
         ValueError, TypeError: as `validate`.
     """
-    base = dict(config) if config is not None else sd15_config()
+    base = _base_config(config)
     settings = validate(name, base, **params)
     cls_name, _ = lookup(name)
     known = {p.name for p in _params(cls_name)}

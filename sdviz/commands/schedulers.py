@@ -23,6 +23,8 @@ def _cmd_schedulers(args: argparse.Namespace) -> int:
     from sdviz import schedulers
 
     if args.name is None:
+        if args.steps is not None:
+            raise ValueError("--steps needs a scheduler NAME, e.g. `sdviz schedulers euler --steps 20`")
         print(format_list())
         return 0
     print(format_info(schedulers.describe(args.name)))
