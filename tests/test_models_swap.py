@@ -109,3 +109,16 @@ def test_swap_errors(embedded_pipe):
         sdviz.swap(embedded_pipe, unet=embedded_pipe.unet)
     with pytest.raises(ValueError, match=r"unknown sampler 'euler'.*\['ddim', 'ddpm'\]"):
         sdviz.swap(embedded_pipe, scheduler="euler")
+
+
+def test_capture_records_a_swapped_run(embedded_pipe, ours):
+    want = sdviz.generate(embedded_pipe, "a cat", steps=3, scheduler="DDIMScheduler", seed=0)
+    got = sdviz.generate(ours, "a cat", steps=3, scheduler="DDIMScheduler", seed=0)
+    assert len(got.steps) == len(want.steps) == 3
+    for a, b in zip(got.steps, want.steps, strict=True):
+        assert (a.latents - b.latents).abs().max() <= 1e-4 and (a.x0 - b.x0).abs().max() <= 1e-4
+    mine = sdviz.swap(ours, scheduler="ddim")  # our sampler as the scheduler too
+    with sdviz.capture(mine) as cap:
+        mine("a cat", num_inference_steps=3, generator=torch.Generator().manual_seed(0))
+    assert [s.timestep for s in cap.trace.steps] == [int(t) for t in mine.scheduler.timesteps]
+    assert all(s.x0 is not None for s in cap.trace.steps)

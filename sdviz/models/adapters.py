@@ -101,6 +101,14 @@ class VAEAdapter(_Adapter):
             "up_block_types": ["UpDecoderBlock2D"] * len(cfg.block_out_channels),
         })
 
+    @property
+    def encoder(self) -> nn.Module:
+        return self.module.encoder
+
+    @property
+    def decoder(self) -> nn.Module:
+        return self.module.decoder  # the image comes out of it, as out of AutoencoderKL.decoder
+
     def encode(self, x: torch.Tensor, return_dict: bool = True):
         posterior: Posterior = self.module.encode(x)
         return AutoencoderKLOutput(latent_dist=posterior) if return_dict else (posterior,)
