@@ -80,3 +80,17 @@ def test_diffusion_run_resumes_and_exports_a_loadable_model(tmp_path):
     assert pipe.vae.config.scaling_factor == pytest.approx(vae.config.scaling_factor)
     image = pipe("a red letter A on a blue background", num_inference_steps=2, generator=torch.Generator().manual_seed(0)).images[0]
     assert image.size == (64, 64)
+
+
+def test_decoder_refinement_keeps_the_latents(tmp_path):
+    from sdviz.train.autoencoder import DecoderLoss
+
+    vae = _vae()
+    before = {k: v.clone() for k, v in vae.state_dict().items()}
+    cfg = AutoencoderConfig(steps=2, batch_size=2, data_size=4, warmup=1, sample_every=2, checkpoint_every=2)
+    train_autoencoder(vae, DecoderLoss(), tmp_path, cfg, progress=False)
+    after = vae.state_dict()
+    for k in before:
+        same = torch.equal(before[k], after[k])
+        assert same if k.startswith(("encoder.", "quant_conv.")) else True, k
+    assert not torch.equal(before["decoder.conv_out.weight"], after["decoder.conv_out.weight"])

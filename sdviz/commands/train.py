@@ -17,8 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     stages = p.add_subparsers(dest="stage", metavar="STAGE", required=True)
 
     e = stages.add_parser("embedded", help="autoencoder, latents, UNet and export in one go",
-                          description="Run the embedded model's whole recipe and export it (by default into the "
-                          "package's embedded folder).")  # fmt: skip
+                          description="Run the embedded model's whole recipe (autoencoder, latents, UNet, decoder "
+                          "refinement) and export it (by default into the package's embedded folder).")  # fmt: skip
     e.add_argument("--out", default="runs/embedded", help="run folder (default: runs/embedded)")
     e.add_argument("--export-to", default=None, help="diffusers folder to write (default: the package's embedded model)")
     _common(e)
@@ -70,7 +70,9 @@ def _cmd_embedded(args: argparse.Namespace) -> int:
 
     target = args.export_to or embedded_path()
     embedded.train_embedded(args.out, target, autoencoder=_override(embedded.AUTOENCODER, args),
-                            diffusion=_override(embedded.DIFFUSION, args), progress=not args.quiet)  # fmt: skip
+                            restart=_override(embedded.AUTOENCODER_RESTART, args),
+                            diffusion=_override(embedded.DIFFUSION, args), decoder=_override(embedded.DECODER, args),
+                            progress=not args.quiet)  # fmt: skip
     print(f"model: {target}")
     return 0
 
@@ -79,8 +81,8 @@ def _cmd_autoencoder(args: argparse.Namespace) -> int:
     from sdviz.train import embedded
 
     cfg = _override(embedded.AUTOENCODER, args, steps=args.steps, batch_size=args.batch_size)
-    embedded.train_vae(args.out, cfg, progress=not args.quiet)
-    print(f"autoencoder: {args.out}/model")
+    embedded.train_vae(args.out, cfg, _override(embedded.AUTOENCODER_RESTART, args), progress=not args.quiet)
+    print(f"autoencoder: {args.out}/restart/model")
     return 0
 
 

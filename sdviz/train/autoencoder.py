@@ -46,6 +46,21 @@ class KLLoss:
 
 
 @dataclass
+class DecoderLoss:
+    """L1 reconstruction through a frozen encoder: sharpens the decoder without moving the latents."""
+
+    def __call__(self, model, x, generator):
+        with torch.no_grad():
+            post = model.encode(x).latent_dist
+            z = post.mean + post.std * torch.randn(post.mean.shape, generator=generator)
+        rec = (model.decode(z).sample - x).abs().mean()
+        return rec, {"l1": rec.item()}
+
+    def reconstruct(self, model, x):
+        return model.decode(model.encode(x).latent_dist.mean).sample
+
+
+@dataclass
 class AutoencoderConfig:
     """Hyperparameters of an autoencoder run."""
 
@@ -58,7 +73,7 @@ class AutoencoderConfig:
     sample_every: int = 250
     checkpoint_every: int = 250
     log_every: int = 10
-    threads: int | None = 2
+    threads: int | None = 1  # one thread per job: the CPU is shared, and oversubscribed threads crawl
 
 
 def lr_at(step: int, steps: int, lr: float, warmup: int) -> float:
