@@ -125,6 +125,8 @@ def params_of(cls: type) -> list[Param]:
         if p.name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
         ann = TYPE_FIXES.get((cls.__name__, p.name), hints.get(p.name, Any))
+        if p.default is None and ann is not Any and not _is_instance(None, ann):
+            ann = ann | None  # a None default is a value the constructor takes
         allowed = ALLOWED_BY_CLASS.get((cls.__name__, p.name)) or _literal_values(ann)
         if allowed is None and _base(ann) is str:
             allowed = ALLOWED.get(p.name)

@@ -110,6 +110,16 @@ _ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
     "tcd": ("TCDScheduler", {}),
 }
 
+# diffusers schedulers people reach for that cannot drive an SD 1.x UNet: why, and what to use instead.
+_LEFT_OUT: dict[str, tuple[str, str | None]] = {
+    "EDMEulerScheduler": ("it feeds the UNet EDM's c_noise = log(sigma)/4, not a timestep in 0..999", "euler"),
+    "EDMDPMSolverMultistepScheduler": ("it feeds the UNet EDM's c_noise = log(sigma)/4, not a timestep in 0..999", "dpm++2m"),
+    "CosineDPMSolverMultistepScheduler": ("it is for Stable Audio (timesteps in [0, 1], v-prediction)", "dpm++2m"),
+    "CogVideoXDDIMScheduler": ("its SNR shift puts the samples at noise levels SD was not trained at", "ddim"),
+    "DDIMInverseScheduler": ("it runs from data to noise (inversion), not a sampler", "ddim"),
+    "DPMSolverMultistepInverseScheduler": ("it runs from data to noise (inversion), not a sampler", "dpm++2m"),
+}
+
 # At most one of these may be on: diffusers checks only the first three and silently picks one otherwise.
 _SPACING_FLAGS = ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "use_lu_lambdas", "use_flow_sigmas")
 
@@ -235,12 +245,13 @@ def lookup(name: str) -> tuple[str, dict[str, Any]]:
     folded = {k.lower(): k for k in (*_REGISTRY, *_ALIASES)}
     if name.lower() in folded:
         return lookup(folded[name.lower()])
-    why = ""
-    if hasattr(diffusers, name) and name.endswith("Scheduler"):
-        why = " (diffusers has it, but it cannot drive an SD 1.x UNet: see sdviz.schedulers' docstring)"
     every = [*names(), *_ALIASES]
+    if name in _LEFT_OUT or (hasattr(diffusers, name) and name.endswith("Scheduler")):
+        why, instead = _LEFT_OUT.get(name, ("it does not drive an SD 1.x UNet (see sdviz.schedulers' docstring)", None))
+        use = f"; use {instead!r} instead" if instead else ""
+        raise ValueError(f"{name} is a diffusers scheduler, but {why}{use}; known: {', '.join(names())}")
     raise ValueError(
-        f"unknown scheduler {name!r}{why}{_closest(name, every)}; known: {', '.join(names())}; "
+        f"unknown scheduler {name!r}{_closest(name, every)}; known: {', '.join(names())}; "
         f"aliases: {', '.join(sorted(_ALIASES))}"
     )
 
@@ -314,12 +325,15 @@ def validate(name: str, config: dict[str, Any] | None = None, **params: Any) -> 
         if key not in known:
             raise ValueError(_unknown_param(cls_name, key, list(known)))
         check_value(cls_name, known[key], value)
+    origin = {k: f"the alias {name!r}" for k in settings}
+    origin.update({k: "the base config" for k in (config or {}) if k in known and k not in settings})
     settings.update(params)
+    origin.update(dict.fromkeys(params, "the arguments"))
     base = _base_config(config)
     merged = {p.name: p.default for p in known.values()}
     merged.update({k: v for k, v in base.items() if k in known})
     merged.update(settings)
-    _check_combination(cls_name, merged, settings)
+    _check_combination(cls_name, merged, settings, origin)
     return settings
 
 
@@ -337,13 +351,12 @@ def _unknown_param(cls_name: str, key: str, known: list[str]) -> str:
     return f"{cls_name} has no parameter {key!r}{_closest(key, known)}{where}; its parameters: {', '.join(known)}"
 
 
-def _check_combination(cls_name: str, cfg: dict[str, Any], settings: dict[str, Any]) -> None:
+def _check_combination(cls_name: str, cfg: dict[str, Any], settings: dict[str, Any], origin: dict[str, str]) -> None:
     on = [k for k in _SPACING_FLAGS if cfg.get(k)]
     if len(on) > 1:
-        given = [k for k in on if k in settings]
-        rest = [k for k in on if k not in settings]
-        fix = f"; the base config sets {', '.join(rest)}: pass {rest[0]}=False" if rest and given else ""
-        raise ValueError(f"{cls_name}: {' and '.join(on)} exclude each other, turn on at most one{fix}")
+        where = [f"{k} (from {origin.get(k, 'the defaults')})" for k in on]
+        fix = "; pass " + " or ".join(f"{k}=False" for k in on if origin.get(k) != "the arguments")
+        raise ValueError(f"{cls_name}: {' and '.join(where)} exclude each other, turn on at most one{fix}")
     if cfg.get("final_sigmas_type") == "zero" and cfg.get("algorithm_type") in ("dpmsolver", "sde-dpmsolver"):
         raise ValueError(
             f"{cls_name}: algorithm_type={cfg['algorithm_type']!r} cannot end at sigma 0; "

@@ -97,8 +97,10 @@ def test_edm_euler_tells_the_unet_the_wrong_noise_level():
     # EDM hands the UNet c_noise = log(sigma) / 4, not a timestep of SD's 0..999 grid
     assert sched.timesteps.max() < 2 and sched.timesteps.min() < 0
     assert sched.sigmas[0] == pytest.approx(80.0) and float(SD_SIGMAS[-1]) == pytest.approx(14.6146, abs=1e-3)
-    with pytest.raises(ValueError, match="cannot drive an SD 1.x UNet"):
+    with pytest.raises(ValueError, match="EDMEulerScheduler is a diffusers scheduler, but it feeds the UNet EDM's c_noise.*use 'euler' instead"):
         schedulers.make("EDMEulerScheduler")
+    with pytest.raises(ValueError, match="FlowMatchEulerDiscreteScheduler is a diffusers scheduler, but it does not drive"):
+        schedulers.describe("FlowMatchEulerDiscreteScheduler")
 
 
 def test_cogvideox_ddim_shifts_the_noise_levels():
@@ -180,6 +182,8 @@ def test_describe_lists_every_constructor_parameter():
     assert schedulers.describe("dpm++2m").param("algorithm_type").allowed == (
         "dpmsolver", "dpmsolver++", "sde-dpmsolver", "sde-dpmsolver++")
     assert schedulers.describe("unipc").param("sigma_max").type == "float | None"  # diffusers' hint says bool
+    assert schedulers.describe("unipc").param("solver_p").type == "SchedulerMixin | None"
+    assert schedulers.validate("unipc", solver_p=None, sigma_max=14.6) == {"solver_p": None, "sigma_max": 14.6}
     assert schedulers.describe("lms").order == 4 and schedulers.describe("dpm++2m_karras").settings["use_karras_sigmas"]
 
 
@@ -252,13 +256,18 @@ def test_refuses_value_outside_allowed_set():
 
 
 def test_refuses_mutually_exclusive_options():
-    with pytest.raises(ValueError, match="use_karras_sigmas and use_exponential_sigmas exclude each other"):
+    with pytest.raises(ValueError, match=re.escape(
+        "use_karras_sigmas (from the arguments) and use_exponential_sigmas (from the arguments) exclude each other")):
         schedulers.make("euler", use_karras_sigmas=True, use_exponential_sigmas=True)
-    with pytest.raises(ValueError, match="use_karras_sigmas and use_beta_sigmas exclude each other"):
+    with pytest.raises(ValueError, match=r"use_karras_sigmas \(.*\) and use_beta_sigmas \(.*\) exclude each other"):
         schedulers.make("heun", use_karras_sigmas=True, use_beta_sigmas=True)
-    with pytest.raises(ValueError, match="use_karras_sigmas and use_lu_lambdas"):
+    with pytest.raises(ValueError, match=re.escape(
+        "use_karras_sigmas (from the alias 'dpm++2m_karras') and use_lu_lambdas (from the arguments) exclude each "
+        "other, turn on at most one; pass use_karras_sigmas=False")):
         schedulers.make("dpm++2m_karras", use_lu_lambdas=True)  # diffusers would silently use Karras
-    with pytest.raises(ValueError, match="the base config sets use_karras_sigmas: pass use_karras_sigmas=False"):
+    with pytest.raises(ValueError, match=re.escape("use_karras_sigmas (from the base config) and use_exponential_sigmas "
+                                                   "(from the arguments) exclude each other, turn on at most one; "
+                                                   "pass use_karras_sigmas=False")):
         schedulers.make("euler", config={**SCHEDULER_CONFIG, "use_karras_sigmas": True}, use_exponential_sigmas=True)
     s = schedulers.make("euler", config={**SCHEDULER_CONFIG, "use_karras_sigmas": True},
                         use_karras_sigmas=False, use_exponential_sigmas=True)
