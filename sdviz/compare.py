@@ -1,0 +1,150 @@
+"""compare(): one prompt, seed and initial noise across schedulers x step counts; split over processes."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sdviz import schedulers as registry
+from sdviz.capture import generate
+from sdviz.trace import Trace
+
+Spec = str | tuple[str, dict[str, Any]]
+
+
+def spec_name(spec: Any) -> str:
+    """Return the key a scheduler spec gets in compare's results: the name as given, plus its params."""
+    if isinstance(spec, str):
+        return spec
+    if isinstance(spec, dict):
+        spec = (spec["name"], {k: v for k, v in spec.items() if k != "name"})
+    if not isinstance(spec, tuple):
+        return type(spec).__name__ if not isinstance(spec, type) else spec.__name__
+    name, params = spec
+    inner = ",".join(f"{k}={v}" for k, v in sorted(params.items()))
+    return f"{name}({inner})" if inner else name
+
+
+def compare(
+    pipe: Any,
+    prompt: str,
+    *,
+    schedulers: Sequence[Spec] | None = None,
+    steps: Sequence[int] = (10, 25),
+    seed: int = 0,
+    guidance_scale: float = 7.5,
+    negative_prompt: str | None = None,
+    height: int | None = None,
+    width: int | None = None,
+    keep: Sequence[str] | None = None,
+    dtype: torch.dtype = torch.float32,
+    every: int = 1,
+    attention: bool | dict = False,
+) -> dict[tuple[str, int], Trace]:
+    """Run one prompt with the same seed (so the same initial noise) over a grid of schedulers and step counts.
+
+    Under `accelerate launch`, the grid is split across the processes and the traces are gathered on the
+    main process (through trace files, not pickle); the other processes return an empty dict.
+
+    Args:
+        pipe: a Stable Diffusion pipeline.
+        prompt: the prompt.
+        schedulers: names or aliases, or (name, params) pairs; every scheduler of `schedulers.names()` if None.
+        steps: the step counts.
+        seed: the seed of every run.
+        guidance_scale, negative_prompt, height, width: as in `generate`.
+        keep, dtype, every, attention: what each trace keeps, as in `capture`.
+
+    Returns:
+        `{(scheduler, steps): Trace}`, in grid order; each trace has `info["wall_time"]` (seconds) and
+        `info["unet_evals"]`.
+    """
+    specs = list(schedulers) if schedulers is not None else registry.names()
+    if not specs:
+        raise ValueError("schedulers is empty; pass names such as ['euler', 'ddim'] or None for all")
+    for s in specs:  # refuse a bad name or setting before anything runs
+        registry.resolve(s, pipe.scheduler.config)
+    bad = [n for n in steps if not isinstance(n, int) or n < 1]
+    if bad or not steps:
+        raise ValueError(f"steps must be a non-empty list of positive ints, got {list(steps)}")
+    jobs = [(spec, n) for spec in specs for n in steps]
+    kwargs = dict(seed=seed, guidance_scale=guidance_scale, negative_prompt=negative_prompt, height=height,
+                  width=width, keep=keep, dtype=dtype, every=every, attention=attention)
+
+    from accelerate import PartialState
+
+    state = PartialState()
+    if state.num_processes == 1:
+        return {(spec_name(spec), n): _run(pipe, prompt, spec, n, kwargs) for spec, n in jobs}
+    return _run_distributed(state, pipe, prompt, jobs, kwargs)
+
+
+def _run(pipe: Any, prompt: str, spec: Spec, steps: int, kwargs: dict[str, Any]) -> Trace:
+    trace = generate(pipe, prompt, steps=steps, scheduler=spec, **kwargs)
+    trace.info["compare_key"] = [spec_name(spec), steps]
+    return trace
+
+
+def _run_distributed(state: Any, pipe: Any, prompt: str, jobs: list, kwargs: dict) -> dict[tuple[str, int], Trace]:
+    from accelerate.utils import broadcast_object_list, gather_object
+
+    folder = [tempfile.mkdtemp(prefix="sdviz-compare-") if state.is_main_process else None]
+    broadcast_object_list(folder)  # a path string: every process writes its traces there
+    indexed = list(enumerate(jobs))
+    with state.split_between_processes(indexed) as mine:
+        paths = []
+        for i, (spec, n) in mine:
+            path = Path(folder[0]) / f"{i:04d}.sdviz"
+            _run(pipe, prompt, spec, n, kwargs).save(path)
+            paths.append(str(path))
+    all_paths = gather_object(paths)
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        return {}
+    results = {}
+    for path in sorted(set(all_paths)):
+        trace = Trace.load(path)
+        results[tuple(trace.info["compare_key"])] = trace
+        Path(path).unlink()
+    Path(folder[0]).rmdir()
+    order = [(spec_name(spec), n) for spec, n in jobs]
+    return {k: results[k] for k in order}
+
+
+def write_index(results: dict[tuple[str, int], Trace], out: str | Path) -> Path:
+    """Write every image and trace of a comparison into `out`, with `index.json` describing them.
+
+    Args:
+        results: compare()'s output.
+        out: the folder, created if missing.
+
+    Returns:
+        The path of index.json.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for (name, steps), trace in results.items():
+        stem = f"{_safe(name)}-{steps:03d}"
+        trace.image.save(out / f"{stem}.png")
+        trace.save(out / f"{stem}.sdviz")
+        rows.append({
+            "scheduler": name, "class": trace.scheduler, "steps": steps, "image": f"{stem}.png",
+            "trace": f"{stem}.sdviz", "wall_time_s": round(trace.info.get("wall_time", 0.0), 4),
+            "unet_evals": trace.info.get("unet_evals"),
+        })
+    first = next(iter(results.values()))
+    index = {"prompt": first.prompt, "seed": first.seed, "guidance_scale": first.guidance_scale,
+             "model": first.model, "runs": rows}
+    path = out / "index.json"
+    path.write_text(json.dumps(index, indent=2) + "\n")
+    return path
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "+-_" else "_" for c in name)

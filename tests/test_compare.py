@@ -1,0 +1,69 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import sdviz
+from sdviz.cli import main
+from sdviz.trace import Trace
+
+PROMPT = "a red letter A on a blue background"
+
+
+def test_grid_same_noise(embedded_pipe):
+    res = sdviz.compare(embedded_pipe, PROMPT, schedulers=["euler", "ddim", ("heun", {"use_karras_sigmas": True})],
+                        steps=[2, 4], seed=5)
+    assert list(res) == [("euler", 2), ("euler", 4), ("ddim", 2), ("ddim", 4),
+                         ("heun(use_karras_sigmas=True)", 2), ("heun(use_karras_sigmas=True)", 4)]
+    assert res[("euler", 4)].scheduler == "EulerDiscreteScheduler"
+    assert res[("heun(use_karras_sigmas=True)", 4)].info["unet_evals"] == 7
+    assert res[("ddim", 2)].info["unet_evals"] == 2 and res[("ddim", 2)].info["wall_time"] > 0
+    # the same seed gives the same initial noise, scaled by each scheduler's init_noise_sigma
+    euler, ddim = res[("euler", 4)], res[("ddim", 4)]
+    ratio = (euler.init_latents / ddim.init_latents).flatten()
+    assert np.allclose(ratio.numpy(), ratio[0].item(), rtol=1e-4)
+    assert embedded_pipe.scheduler.__class__.__name__ == "PNDMScheduler"
+
+
+def test_bad_names_fail_before_running(embedded_pipe):
+    with pytest.raises(ValueError, match="eulr"):
+        sdviz.compare(embedded_pipe, PROMPT, schedulers=["euler", "eulr"], steps=[2])
+    with pytest.raises(ValueError, match="positive ints"):
+        sdviz.compare(embedded_pipe, PROMPT, schedulers=["euler"], steps=[0])
+
+
+def test_cli_writes_images_traces_index(tmp_path, capsys):
+    rc = main(["compare", PROMPT, "--schedulers", "euler,ddim", "--steps", "2,3", "--out", str(tmp_path),
+               "--device", "cpu"])
+    assert rc == 0
+    index = json.loads((tmp_path / "index.json").read_text())
+    assert [(r["scheduler"], r["steps"]) for r in index["runs"]] == [("euler", 2), ("euler", 3), ("ddim", 2), ("ddim", 3)]
+    for r in index["runs"]:
+        assert (tmp_path / r["image"]).is_file()
+        assert len(Trace.load(tmp_path / r["trace"]).timesteps) == r["unet_evals"]
+    assert "index:" in capsys.readouterr().out
+
+
+def test_two_processes_give_the_same_images(tmp_path):
+    # both runs use one thread per process: float sums depend on the thread count, not on the split
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    worker = str(Path(__file__).with_name("compare_worker.py"))
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    for cmd in ([*launch, worker, str(tmp_path / "two")], [sys.executable, worker, str(tmp_path / "one")]):
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+    two = json.loads((tmp_path / "two" / "index.json").read_text())
+    one = json.loads((tmp_path / "one" / "index.json").read_text())
+    assert (tmp_path / "two" / "processes.txt").read_text() == "2"
+    assert (tmp_path / "one" / "processes.txt").read_text() == "1"
+    keys = [(r["scheduler"], r["steps"]) for r in one["runs"]]
+    assert keys == [(r["scheduler"], r["steps"]) for r in two["runs"]] and len(keys) == 6
+    for a, b in zip(one["runs"], two["runs"], strict=True):
+        ta, tb = Trace.load(tmp_path / "one" / a["trace"]), Trace.load(tmp_path / "two" / b["trace"])
+        np.testing.assert_array_equal(np.asarray(ta.image), np.asarray(tb.image))
+        assert ta.steps[-1].latents.equal(tb.steps[-1].latents)
