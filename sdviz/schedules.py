@@ -35,8 +35,8 @@ class Schedule:
         steps: the number of inference steps asked for.
         timesteps: (num_unet_evals,) float64, what the UNet is given as `timestep`.
         sigmas: (num_unet_evals,) float64, see above.
-        final_sigma: the noise level left after the last step (0 for most; sigma(alpha_bar[0]) = 0.0292 for
-            SD's DDIM/PNDM/DEIS with set_alpha_to_one=False).
+        final_sigma: the noise level left after the last step: 0 for most; on SD's config sigma(alpha_bar[0])
+            = 0.0292 for DDIM, PNDM, DEIS, SA-Solver and TCD, which stop at the training schedule's first step.
         order: the method's order with this config.
         num_unet_evals: UNet forward calls of one run (classifier-free guidance batches both halves in one).
         stochastic: whether the run draws fresh noise each step.
