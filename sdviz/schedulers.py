@@ -348,13 +348,17 @@ def make(name: str, config: dict[str, Any] | None = None, **params: Any) -> Sche
     return _class(cls_name).from_config(kwargs)
 
 
-def resolve(spec: Any, config: dict[str, Any] | None = None) -> SchedulerMixin | None:
+def resolve(spec: Any, config: dict[str, Any] | None = None, *, seed: int | None = None) -> SchedulerMixin | None:
     """Turn what a user passes as `scheduler=` into a scheduler.
 
     Args:
         spec: None (keep the pipeline's: returns None); a name or alias; a `(name, {params})` tuple; a dict
             `{"name": name, **params}`; a scheduler class; or a `SchedulerMixin` instance (returned as is).
         config: the base config for `make`, usually `pipe.scheduler.config`.
+        seed: the run's seed. `DPMSolverSDEScheduler` draws its Brownian-tree noise from its own
+            `noise_sampler_seed`, not from the pipeline's generator (unset, it takes one from torch's global
+            generator, so a seed does not repeat a run); a scheduler built here gets `seed` there unless
+            the params set it.
 
     Returns:
         The scheduler, or None.
@@ -366,18 +370,22 @@ def resolve(spec: Any, config: dict[str, Any] | None = None) -> SchedulerMixin |
     if spec is None or isinstance(spec, SchedulerMixin):
         return spec
     if isinstance(spec, str):
-        return make(spec, config)
-    if isinstance(spec, type) and issubclass(spec, SchedulerMixin):
-        return make(spec.__name__, config)
-    if isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[1], dict):
-        return make(spec[0], config, **spec[1])
-    if isinstance(spec, dict) and "name" in spec:
-        params = {k: v for k, v in spec.items() if k != "name"}
-        return make(spec["name"], config, **params)
-    raise TypeError(
-        "scheduler must be None, a name such as 'euler', a (name, {params}) tuple, a dict with a 'name' key, "
-        f"or a diffusers scheduler; got {type(spec).__name__}"
-    )
+        name, params = spec, {}
+    elif isinstance(spec, type) and issubclass(spec, SchedulerMixin):
+        name, params = spec.__name__, {}
+    elif isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[1], dict):
+        name, params = spec[0], dict(spec[1])
+    elif isinstance(spec, dict) and "name" in spec:
+        name, params = spec["name"], {k: v for k, v in spec.items() if k != "name"}
+    else:
+        raise TypeError(
+            "scheduler must be None, a name such as 'euler', a (name, {params}) tuple, a dict with a 'name' key, "
+            f"or a diffusers scheduler; got {type(spec).__name__}"
+        )
+    if seed is not None and "noise_sampler_seed" not in params:
+        if any(p.name == "noise_sampler_seed" for p in _params(lookup(name)[0])):
+            params["noise_sampler_seed"] = seed
+    return make(name, config, **params)
 
 
 def schedule(name: str | SchedulerMixin, steps: int, config: dict[str, Any] | None = None, **params: Any) -> Schedule:

@@ -314,6 +314,10 @@ def test_resolve_accepts_every_spec(embedded_pipe):
         schedulers.resolve(("heun", {"use_karras_sigma": True}), cfg)
     with pytest.raises(TypeError, match=r"a \(name, \{params\}\) tuple"):
         schedulers.resolve(42, cfg)
+    # DPM++ SDE's noise comes from noise_sampler_seed, not the pipeline's generator: the run's seed goes there
+    assert schedulers.resolve("dpm++sde", cfg, seed=7).config.noise_sampler_seed == 7
+    assert schedulers.resolve(("dpm++sde", {"noise_sampler_seed": 3}), cfg, seed=7).config.noise_sampler_seed == 3
+    assert "noise_sampler_seed" not in schedulers.resolve("heun", cfg, seed=7).config
     with pytest.raises(TypeError, match="config must be a mapping such as pipe.scheduler.config"):
         schedulers.resolve("heun", "scheduler_config.json")
 
@@ -457,3 +461,21 @@ def test_cli_lists_and_describes(capsys):
     assert "did you mean 'euler'" in capsys.readouterr().err
     assert main(["schedulers", "--steps", "5"]) == 2
     assert "--steps needs a scheduler NAME" in capsys.readouterr().err
+
+
+def test_dpm_sde_run_repeats_only_with_a_noise_seed(embedded_pipe):
+    pipe = embedded_pipe
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        images = []
+        for seed in (None, None, 5, 5):
+            pipe.scheduler = schedulers.resolve("dpm++sde", pipe.scheduler.config, seed=seed)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torchsde's interval warnings
+                out = pipe("a digit 3", num_inference_steps=3, generator=torch.Generator().manual_seed(0), output_type="np")
+            images.append(out.images[0])
+    finally:
+        torch.set_num_threads(threads)
+    assert np.abs(images[0] - images[1]).max() > 1e-3  # the pipeline's generator alone does not fix its noise
+    np.testing.assert_array_equal(images[2], images[3])
