@@ -376,7 +376,7 @@ def generate(
             run_pipe = StableDiffusionImg2ImgPipeline.from_pipe(pipe)
         run_pipe.set_progress_bar_config(**getattr(pipe, "_progress_bar_config", {}))
     original_scheduler = run_pipe.scheduler
-    run_pipe.scheduler = _resolve_scheduler(scheduler, original_scheduler)
+    run_pipe.scheduler = _resolve_scheduler(scheduler, original_scheduler, seed)
     generator = torch.Generator(device="cpu").manual_seed(seed) if seed is not None else None
     call: dict[str, Any] = {
         "num_inference_steps": steps,
@@ -431,15 +431,15 @@ def _finish(trace, pipe, prompt, negative_prompt, seed, guidance_scale, image, s
     return trace
 
 
-def _resolve_scheduler(spec: Any, current: Any) -> Any:
-    """Turn a scheduler spec into a scheduler built from the pipeline's config."""
+def _resolve_scheduler(spec: Any, current: Any, seed: int | None) -> Any:
+    """Turn a scheduler spec into a scheduler built from the pipeline's config (seeding DPM++ SDE's noise)."""
     if spec is None:
         return current
     if hasattr(spec, "step") and hasattr(spec, "set_timesteps"):
         return spec
     from sdviz import schedulers
 
-    return schedulers.resolve(spec, current.config)
+    return schedulers.resolve(spec, current.config, seed=seed)
 
 
 __all__ = ["capture", "generate", "predict_x0", "sigma_of"]

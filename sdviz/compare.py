@@ -78,7 +78,7 @@ def compare(
 
     from accelerate import PartialState
 
-    state = PartialState()
+    state = PartialState(cpu=pipe.device.type == "cpu")
     if state.num_processes == 1:
         return {(spec_name(spec), n): _run(pipe, prompt, spec, n, kwargs) for spec, n in jobs}
     return _run_distributed(state, pipe, prompt, jobs, kwargs)

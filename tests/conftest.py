@@ -1,3 +1,4 @@
+import matplotlib
 import pytest
 import torch
 from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
@@ -6,6 +7,10 @@ from transformers import CLIPTextConfig, CLIPTextModel
 import sdviz
 from sdviz.tokenizer import load_tokenizer
 from sdviz.train.architecture import SCHEDULER_CONFIG
+
+matplotlib.use("Agg")
+# the models under test are tiny: one thread is as fast on an idle machine and far faster on a busy one
+torch.set_num_threads(1)
 
 
 def build_tiny_pipeline(seed: int = 0) -> StableDiffusionPipeline:

@@ -52,7 +52,7 @@ def test_two_processes_give_the_same_images(tmp_path):
     # both runs use one thread per process: float sums depend on the thread count, not on the split
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     worker = str(Path(__file__).with_name("compare_worker.py"))
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu",
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
     for cmd in ([*launch, worker, str(tmp_path / "two")], [sys.executable, worker, str(tmp_path / "one")]):
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
