@@ -109,6 +109,11 @@ class AttentionCapture:
 
     def install(self) -> None:
         """Swap in the recorders (cross-attention layers only) and count UNet evaluations."""
+        if not hasattr(self.unet, "set_attn_processor"):
+            raise ValueError(
+                f"attention capture needs a diffusers UNet with attention processors; this pipeline's UNet is a "
+                f"{type(self.unet).__name__}: capture the reference pipeline's attention instead"
+            )
         self._saved = dict(self.unet.attn_processors)
         procs = {}
         for name, proc in self._saved.items():
