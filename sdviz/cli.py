@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("generate", "compare", "schedulers", "train", "evaluate")
+COMMANDS = ("generate", "compare", "report", "schedulers", "train", "evaluate")
 
 
 def build_parser() -> argparse.ArgumentParser:

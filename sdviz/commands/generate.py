@@ -31,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="sdviz-out", help="output folder (default: ./sdviz-out)")
     p.add_argument("--no-trace", action="store_true", help="write only the image, not the .sdviz trace")
     p.add_argument("--attention", action="store_true", help="also capture per-token cross-attention maps into the trace")
+    p.add_argument("--report", action="store_true", help="also write a self-contained HTML report next to the image")
     p.add_argument(
         "--trace-dtype", choices=("float32", "float16"), default="float32",
         help="dtype of the tensors kept in the trace (float16 halves the file)",
@@ -56,6 +57,10 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         dtype=torch_dtype(args.trace_dtype),
         attention=args.attention,
     )
+    if args.report:
+        from sdviz.preview import fit_latent_rgb
+
+        trace.info["latent_rgb"] = fit_latent_rgb(pipe.vae).to_json()  # lets the report draw latents in colour
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"{_slug(args.prompt)}-seed{args.seed}"
@@ -65,6 +70,10 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     if not args.no_trace:
         trace_path = trace.save(stem.with_suffix(".sdviz"))
         print(f"trace: {trace_path} ({len(trace.steps)} steps)")
+    if args.report:
+        from sdviz.report import write_report
+
+        print(f"report: {write_report(trace, stem.with_suffix('.html'))}")
     return 0
 
 

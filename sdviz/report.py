@@ -1,0 +1,171 @@
+"""One self-contained HTML page per run, drawn from a Trace alone (images embedded as PNG data URIs)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+from PIL import Image
+
+from sdviz import plot
+from sdviz.preview import LatentRGB
+from sdviz.trace import Trace
+
+_CSS = """
+body { font-family: system-ui, -apple-system, 'DejaVu Sans', sans-serif; margin: 2em auto; max-width: 1100px;
+       color: #222; padding: 0 1em; }
+h1 { font-size: 1.5em; margin-bottom: 0.2em; } h2 { font-size: 1.15em; margin-top: 2em; border-bottom: 1px solid #ddd; }
+.meta { display: grid; grid-template-columns: max-content auto; gap: 0.2em 1.2em; font-size: 0.92em; }
+.meta dt { color: #666; } .meta dd { margin: 0; font-family: 'DejaVu Sans Mono', monospace; }
+.hero { display: flex; gap: 2em; align-items: flex-start; flex-wrap: wrap; }
+.hero img.final { width: 256px; height: auto; image-rendering: pixelated; border: 1px solid #ccc; }
+table.tokens { border-collapse: collapse; font-family: 'DejaVu Sans Mono', monospace; font-size: 0.85em; }
+table.tokens td, table.tokens th { border: 1px solid #ddd; padding: 2px 6px; text-align: left; }
+table.tokens tr.cut td { background: #fde2e2; color: #900; }
+figure { margin: 0.5em 0; } figure img { max-width: 100%; } figcaption { color: #666; font-size: 0.85em; }
+.warn { color: #900; }
+"""
+
+
+def _png(fig: Figure) -> str:
+    # a bare Figure (no pyplot): drawing a report never touches the caller's backend or open figures
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _image_uri(img: Image.Image) -> str:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _figure(uri: str, caption: str, alt: str) -> str:
+    return f'<figure><img src="{uri}" alt="{html.escape(alt)}"><figcaption>{html.escape(caption)}</figcaption></figure>'
+
+
+def _meta(trace: Trace) -> str:
+    rows = [
+        ("prompt", trace.prompt),
+        ("negative prompt", trace.negative_prompt or "(none)"),
+        ("model", trace.model),
+        ("scheduler", trace.scheduler),
+        ("steps", f"{trace.num_inference_steps} ({len(trace.steps)} UNet evaluations)"),
+        ("guidance scale", f"{trace.guidance_scale:g}"),
+        ("seed", str(trace.seed)),
+        ("size", f"{trace.width} x {trace.height}"),
+    ]
+    if "wall_time" in trace.info:
+        rows.append(("wall time", f"{trace.info['wall_time']:.2f} s"))
+    if trace.info.get("img2img"):
+        rows.append(("img2img strength", f"{trace.info['strength']:g}"))
+    if not trace.complete:
+        rows.append(("state", "incomplete: " + str(trace.info.get("error", "interrupted"))))
+    cells = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>" for k, v in rows)
+    return f'<dl class="meta">{cells}</dl>'
+
+
+def _tokens(trace: Trace) -> str:
+    info = trace.tokens
+    if info is None:
+        return "<p>No tokens recorded.</p>"
+    rows = ["<tr><th>position</th><th>id</th><th>token</th><th>mask</th></tr>"]
+    for pos in range(info.length):
+        rows.append(
+            f"<tr><td>{pos}</td><td>{info.input_ids[pos]}</td><td>{html.escape(info.tokens[pos])}</td>"
+            f"<td>{info.attention_mask[pos]}</td></tr>"
+        )
+    pad = len(info.input_ids) - info.length
+    rows.append(f"<tr><td colspan=4>... {pad} padding positions (id {info.input_ids[-1]}, mask 0)</td></tr>")
+    for tok, i in zip(info.truncated, info.truncated_ids, strict=True):
+        rows.append(f'<tr class="cut"><td>cut</td><td>{i}</td><td>{html.escape(tok)}</td><td>-</td></tr>')
+    note = (
+        f'<p class="warn">{len(info.truncated)} token(s) did not fit in the 77 positions and were cut off.</p>'
+        if info.truncated else ""
+    )
+    return note + '<table class="tokens">' + "".join(rows) + "</table>"
+
+
+def render_report(trace: Trace, *, preview: LatentRGB | None = None, strip_steps: int = 6) -> str:
+    """Return the HTML page of one run.
+
+    Args:
+        trace: the run.
+        preview: a latent -> RGB map for x_t and x0 pictures; the one stored in the trace
+            (`trace.info["latent_rgb"]`) when None, else false colour.
+        strip_steps: how many steps the step strip shows.
+
+    Returns:
+        The page, self-contained: every image is embedded.
+    """
+    if preview is None and "latent_rgb" in trace.info:
+        preview = LatentRGB.from_json(trace.info["latent_rgb"])
+    parts = [f"<h1>{html.escape(trace.prompt)}</h1>", '<div class="hero">']
+    if trace.image is not None:
+        parts.append(f'<img class="final" src="{_image_uri(trace.image)}" alt="final image">')
+    parts += [_meta(trace), "</div>", "<h2>What CLIP sees</h2>", _tokens(trace)]
+
+    if len(trace.steps):
+        fig = Figure(figsize=(10, 3.2), layout="constrained")
+        axes = fig.subplots(1, 2)
+        plot.plot_sigmas(trace, ax=axes[0])
+        plot.plot_timesteps(trace, ax=axes[1])
+        parts += ["<h2>Schedule</h2>", _figure(_png(fig), "noise level sigma and timestep per UNet evaluation", "schedule")]
+
+        kept = [s.index for s in trace.steps if s.latents is not None and s.x0 is not None]
+        if kept:
+            n = min(strip_steps, len(kept))
+            chosen = [kept[round(i * (len(kept) - 1) / max(1, n - 1))] for i in range(n)]
+            chosen = sorted(set(chosen))
+            fig = Figure(figsize=(1.7 * len(chosen), 3.6), layout="constrained")
+            plot.plot_step_strip(trace, steps=chosen, preview=preview, fig=fig)
+            how = "a linear map fitted to the model's VAE" if preview is not None else "false colour (no fitted preview)"
+            parts += ["<h2>Denoising, step by step</h2>",
+                      _figure(_png(fig), f"x_t (top) and predicted x0 (bottom), latents shown by {how}", "step strip")]
+            fig = Figure(figsize=(10, 2.8), layout="constrained")
+            plot.plot_latent_channels(trace, step=kept[-1], fig=fig)
+            parts += ["<h2>Latents</h2>", _figure(_png(fig), f"the 4 latent channels after step {kept[-1]}", "latents")]
+
+        if any(s.noise_pred_uncond is not None for s in trace.steps):
+            fig = Figure(figsize=(7, 3.2), layout="constrained")
+            plot.plot_guidance_norms(trace, ax=fig.add_subplot())
+            parts += ["<h2>Classifier-free guidance</h2>",
+                      _figure(_png(fig), "norms of the text and unconditional noise predictions and their difference", "guidance")]
+
+    if trace.attention is not None:
+        n_words = len(trace.attention.words())
+        fig = Figure(figsize=(1.8 * max(1, n_words), 2.2), layout="constrained")
+        plot.plot_prompt_attention(trace, fig=fig)
+        parts += ["<h2>Cross-attention</h2>",
+                  _figure(_png(fig), "where each word of the prompt attends, averaged over steps and layers", "attention")]
+
+    body = "\n".join(parts)
+    title = html.escape(f"sdviz: {trace.prompt}")
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{title}</title>"
+        f"<style>{_CSS}</style></head>\n<body>\n{body}\n"
+        "<footer><p><small>made by sdviz from one trace</small></p></footer>\n</body></html>\n"
+    )
+
+
+def write_report(trace: Trace, path: str | os.PathLike, **kwargs: Any) -> Path:
+    """Write `render_report(trace, **kwargs)` to `path`.
+
+    Args:
+        trace: the run.
+        path: the HTML file to write.
+        **kwargs: as in `render_report`.
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_report(trace, **kwargs), encoding="utf-8")
+    return path
