@@ -1,0 +1,139 @@
+"""Noise schedules: the sigmas and timesteps of sampling runs, and alpha_bar and SNR of training beta schedules."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+from matplotlib.lines import Line2D
+
+from sdviz.plot._common import get_ax, to_numpy
+from sdviz.schedulers import ForwardProcess, Schedule
+from sdviz.trace import Trace
+
+X_AXES = ("index", "fraction")
+
+
+def _label(item: Schedule | Trace) -> str:
+    if isinstance(item, Schedule):
+        return f"{item.name} ({item.steps} steps)"
+    return f"{item.scheduler} ({item.num_inference_steps} steps)"
+
+
+def schedule_series(data: Any) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Return (label, timesteps, sigmas) for a Schedule, a Trace, a list of them or a {label: ...} dict."""
+    if isinstance(data, Schedule | Trace):
+        items = [(_label(data), data)]
+    elif isinstance(data, Mapping):
+        items = [(str(k), v) for k, v in data.items()]
+    elif isinstance(data, Sequence) and not isinstance(data, str):
+        items = [(_label(v), v) for v in data]
+    else:
+        raise TypeError(f"expected Schedule(s) or Trace(s), a list or a dict of them; got {type(data).__name__}")
+    out = []
+    for label, v in items:
+        if not isinstance(v, Schedule | Trace):
+            raise TypeError(f"{label}: expected a Schedule or a Trace, got {type(v).__name__}")
+        out.append((label, to_numpy(v.timesteps), to_numpy(v.sigmas)))
+    return out
+
+
+def _x(n: int, x: str) -> np.ndarray:
+    if x not in X_AXES:
+        raise ValueError(f"x must be one of {X_AXES}, got {x!r}")
+    i = np.arange(n, dtype=np.float64)
+    return i / max(n - 1, 1) if x == "fraction" else i
+
+
+def _draw(ax: Any, data: Any, which: int, x: str, kwargs: dict[str, Any]) -> list[Line2D]:
+    lines = []
+    for label, *ys in schedule_series(data):
+        y = ys[which]
+        lines += ax.plot(_x(len(y), x), y, **{"marker": ".", "label": label, **kwargs})
+    ax.set_xlabel("fraction of the run" if x == "fraction" else "UNet evaluation")
+    ax.legend(fontsize="small")
+    return lines
+
+
+def plot_sigmas(
+    data: Any, *, ax: Any = None, x: Literal["index", "fraction"] = "index", log: bool = True, **kwargs: Any
+) -> list[Line2D]:
+    """Overlay the noise levels sigma of several runs or schedules, one point per UNet evaluation.
+
+    Args:
+        data: a `Schedule` (`sdviz.schedulers.schedule`), a `Trace`, a list of them, or a {label: ...} dict.
+        ax: the axes to draw into; a new figure when None.
+        x: "index" (evaluation number) or "fraction" (0 at the first evaluation, 1 at the last), which lines
+            up runs of different lengths.
+        log: log-scale sigma.
+        **kwargs: passed to every `ax.plot`.
+
+    Returns:
+        One `Line2D` per run.
+    """
+    ax = get_ax(ax)
+    lines = _draw(ax, data, 1, x, kwargs)
+    if log:
+        ax.set_yscale("log")
+    ax.set_ylabel("sigma")
+    return lines
+
+
+def plot_timesteps(
+    data: Any, *, ax: Any = None, x: Literal["index", "fraction"] = "index", **kwargs: Any
+) -> list[Line2D]:
+    """Overlay the timesteps handed to the UNet by several runs or schedules (arguments as `plot_sigmas`)."""
+    ax = get_ax(ax)
+    lines = _draw(ax, data, 0, x, kwargs)
+    ax.set_ylabel("timestep")
+    return lines
+
+
+def _processes(data: ForwardProcess | Sequence[ForwardProcess] | Mapping[str, ForwardProcess]) -> list[tuple[str, ForwardProcess]]:
+    if isinstance(data, ForwardProcess):
+        return [(data.beta_schedule, data)]
+    if isinstance(data, Mapping):
+        items = [(str(k), v) for k, v in data.items()]
+    else:
+        items = [(getattr(v, "beta_schedule", "?"), v) for v in data]
+    for label, v in items:
+        if not isinstance(v, ForwardProcess):
+            raise TypeError(f"{label}: expected a ForwardProcess (sdviz.schedulers.forward_process), got {type(v).__name__}")
+    return items
+
+
+def plot_alphas_cumprod(data: Any, *, ax: Any = None, **kwargs: Any) -> list[Line2D]:
+    """Draw alpha_bar(t), the share of signal variance left at training timestep t, per beta schedule.
+
+    Args:
+        data: a `ForwardProcess` (`sdviz.schedulers.forward_process`), a list, or a {label: ...} dict.
+        ax: the axes to draw into; a new figure when None.
+        **kwargs: passed to every `ax.plot`.
+
+    Returns:
+        One `Line2D` per schedule.
+    """
+    ax = get_ax(ax)
+    lines = []
+    for label, fp in _processes(data):
+        y = to_numpy(fp.alphas_cumprod)
+        lines += ax.plot(np.arange(len(y)), y, **{"label": label, **kwargs})
+    ax.set_xlabel("training timestep t")
+    ax.set_ylabel("alpha_bar")
+    ax.legend(fontsize="small")
+    return lines
+
+
+def plot_snr(data: Any, *, ax: Any = None, **kwargs: Any) -> list[Line2D]:
+    """Draw the signal-to-noise ratio alpha_bar / (1 - alpha_bar) per beta schedule, log scale (as `plot_alphas_cumprod`)."""
+    ax = get_ax(ax)
+    lines = []
+    for label, fp in _processes(data):
+        y = to_numpy(fp.snr)
+        lines += ax.plot(np.arange(len(y)), y, **{"label": label, **kwargs})
+    ax.set_yscale("log")
+    ax.set_xlabel("training timestep t")
+    ax.set_ylabel("SNR")
+    ax.legend(fontsize="small")
+    return lines

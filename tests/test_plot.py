@@ -1,0 +1,149 @@
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+
+import sdviz
+from sdviz import plot, preview, schedulers
+from sdviz.models.timestep import timestep_embedding
+
+PROMPT = "a red letter A on a blue background"
+
+
+@pytest.fixture(scope="module")
+def trace(embedded_pipe_session):
+    return sdviz.generate(embedded_pipe_session, PROMPT, steps=6, seed=0, scheduler="euler",
+                          attention={"step_bins": 2})
+
+
+@pytest.fixture(autouse=True)
+def _close():
+    yield
+    plt.close("all")
+
+
+def _ax():
+    return plt.figure().add_subplot()
+
+
+def test_tokens_table(trace):
+    ax = _ax()
+    table = plot.plot_tokens(trace, ax=ax)
+    assert table.axes is ax
+    texts = [c.get_text().get_text() for (r, c_), c in table.get_celld().items() if c_ == 3 and r > 0]
+    for tok in trace.tokens.tokens[: trace.tokens.length]:
+        assert tok in texts
+    uniq = plot.plot_unique_tokens(trace, ax=_ax())
+    cells = [c.get_text().get_text() for c in uniq.get_celld().values()]
+    assert str(2368) not in cells and "red</w>" in cells and "736" in cells
+
+
+def test_tokens_table_marks_truncation(embedded_pipe):
+    info = sdviz.token_info(" ".join(["red"] * 80), embedded_pipe.tokenizer)
+    table = plot.plot_tokens(info, ax=_ax())
+    texts = [c.get_text().get_text() for c in table.get_celld().values()]
+    assert sum("red</w>" == t for t in texts) >= len(info.truncated)
+
+
+def test_latent_channels(trace):
+    fig = plt.figure()
+    axes = fig.subplots(1, 4)
+    ims = plot.plot_latent_channels(trace, step=3, axes=axes, colorbar=False)
+    assert [im.axes for im in ims] == list(axes)
+    for c, im in enumerate(ims):
+        np.testing.assert_allclose(im.get_array(), trace.steps[3].latents[0, c].numpy())
+    lo, hi = ims[0].get_clim()
+    assert all(im.get_clim() == (lo, hi) for im in ims) and lo == -hi  # one shared, centred scale
+    with pytest.raises(ValueError, match="out of range"):
+        plot.plot_latent_channels(trace, step=99)
+
+
+def test_step_strip_with_preview(trace, embedded_pipe):
+    fit = preview.fit_latent_rgb(embedded_pipe.vae)
+    decoded = preview.decode(embedded_pipe.vae, torch.cat([trace.steps[i].x0 for i in (0, 5)]))
+    fig = plt.figure()
+    grid = plot.plot_step_strip(trace, steps=[0, 5], preview=fit, decoded=decoded, fig=fig)
+    assert grid.shape == (3, 2)
+    np.testing.assert_array_equal(grid[0, 1].get_array(), fit.apply(trace.steps[5].latents[0]))
+    np.testing.assert_array_equal(grid[1, 0].get_array(), fit.apply(trace.steps[0].x0[0]))
+    np.testing.assert_array_equal(grid[2, 1].get_array(), np.asarray(decoded[1]))
+    assert grid[0, 0].axes.figure is fig
+
+
+def test_schedules_overlaid(trace):
+    sd15 = schedulers.sd15_config()
+    runs = [schedulers.schedule("euler", 10, sd15), schedulers.schedule("heun", 10, sd15), trace]
+    ax = _ax()
+    lines = plot.plot_sigmas(runs, ax=ax)
+    assert len(lines) == 3 and ax.get_yscale() == "log"
+    np.testing.assert_allclose(lines[1].get_ydata(), runs[1].sigmas.numpy())
+    np.testing.assert_allclose(lines[2].get_ydata(), trace.sigmas.numpy())
+    frac = plot.plot_timesteps(runs, ax=_ax(), x="fraction")
+    assert frac[1].get_xdata()[-1] == 1.0 and len(frac[1].get_xdata()) == 19
+    np.testing.assert_allclose(frac[0].get_ydata(), runs[0].timesteps.numpy())
+
+
+def test_alpha_bar_and_snr():
+    procs = [schedulers.forward_process(b) for b in ("linear", "scaled_linear", "squaredcos_cap_v2")]
+    lines = plot.plot_alphas_cumprod(procs, ax=_ax())
+    np.testing.assert_allclose(lines[2].get_ydata(), procs[2].alphas_cumprod.numpy())
+    ax = _ax()
+    snr = plot.plot_snr({"sd": procs[1]}, ax=ax)
+    np.testing.assert_allclose(snr[0].get_ydata(), procs[1].snr.numpy())
+    assert snr[0].get_label() == "sd" and ax.get_yscale() == "log"
+
+
+def test_forward_process_grid(trace):
+    fp = schedulers.forward_process("scaled_linear")
+    n = preview.noise_image(trace.image, [100, 900], fp, seed=0)
+    grid = plot.plot_forward_process({"scaled_linear": n}, fig=plt.figure())
+    assert grid.shape == (1, 3)
+    np.testing.assert_allclose(grid[0, 2].get_array(),
+                               np.transpose(np.clip(n.samples[1].numpy() / 2 + 0.5, 0, 1), (1, 2, 0)))
+
+
+def test_timestep_embedding_heatmap():
+    ax = _ax()
+    im = plot.plot_timestep_embedding([0, 500, 999], dim=32, ax=ax)
+    np.testing.assert_allclose(im.get_array(), timestep_embedding(torch.tensor([0.0, 500, 999]).double(), 32).numpy())
+    assert im.axes is ax
+
+
+def test_compare_grid(embedded_pipe):
+    res = sdviz.compare(embedded_pipe, PROMPT, schedulers=["euler", "heun"], steps=[2, 3], seed=0)
+    fig = plt.figure()
+    out = plot.plot_compare_grid(res, fig=fig)
+    assert set(out) == set(res)
+    np.testing.assert_array_equal(out[("heun", 3)].get_array(), np.asarray(res[("heun", 3)].image))
+    title = out[("heun", 3)].axes.get_title()
+    assert str(res[("heun", 3)].info["unet_evals"]) in title
+
+
+def test_guidance(trace):
+    lines = plot.plot_guidance_norms(trace, ax=_ax())
+    s = trace.steps[2]
+    diff = (s.noise_pred_text - s.noise_pred_uncond)[0].numpy()
+    assert lines[2].get_ydata()[2] == pytest.approx(np.sqrt((diff**2).mean()))
+    ims = plot.plot_guidance_maps(trace, step=2, channel=1, fig=plt.figure())
+    np.testing.assert_allclose(ims[0].get_array(), s.noise_pred_text[0, 1].numpy())
+    np.testing.assert_allclose(ims[2].get_array(), diff[1], rtol=1e-6)
+
+
+def test_attention(trace):
+    ax = _ax()
+    im = plot.plot_word_attention(trace, "red", ax=ax)
+    assert im.axes is ax
+    expected = trace.attention.word_map("red", size="image").numpy()
+    np.testing.assert_allclose(im.get_array(), expected, rtol=1e-6)
+    ims = plot.plot_prompt_attention(trace, fig=plt.figure())
+    distinct = list(dict.fromkeys(w for w, _ in trace.attention.words()))
+    assert len(ims) == len(distinct) == 6  # "a" appears three times, drawn once
+    np.testing.assert_allclose(ims[distinct.index("blue")].get_array(),
+                               trace.attention.word_map("blue", size="image").numpy(), rtol=1e-6)
+
+
+def test_kwargs_pass_through(trace):
+    ims = plot.plot_latent_channels(trace, step=0, fig=plt.figure(), cmap="viridis", colorbar=False)
+    assert ims[0].get_cmap().name == "viridis"
+    lines = plot.plot_sigmas(trace, ax=_ax(), color="red", linestyle="--")
+    assert lines[0].get_color() == "red" and lines[0].get_linestyle() == "--"
