@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Train the tiny Stable Diffusion embedded in sdviz on rendered glyphs, stage by stage or end to "
         "end; every stage resumes from the checkpoint in its run folder.",
     )
-    stages = p.add_subparsers(dest="stage", metavar="STAGE", required=True)
+    stages = p.add_subparsers(dest="stage", metavar="STAGE", required=True, help="what to train")
 
     e = stages.add_parser("embedded", help="autoencoder, latents, UNet and export in one go",
                           description="Run the embedded model's whole recipe (autoencoder, latents, UNet, decoder "
@@ -24,8 +24,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     _common(e)
     e.set_defaults(func=_cmd_embedded)
 
-    a = stages.add_parser("autoencoder", help="train the AutoencoderKL on glyphs",
-                          description="Train the embedded model's AutoencoderKL; the result lands in OUT/model.")  # fmt: skip
+    a = stages.add_parser("autoencoder", help="train an autoencoder on glyphs: diffusers' AutoencoderKL or ours",
+                          description="Train an autoencoder on rendered glyphs with the embedded model's layout: "
+                          "diffusers' AutoencoderKL (kl, the embedded recipe), or sdviz.models' plain autoencoder "
+                          "(ae, L1) or VAE (vae, L1 + KL); the result lands in OUT/model, the loss curve in "
+                          "OUT/losses.png.")  # fmt: skip
+    a.add_argument("--model", choices=("kl", "ae", "vae"), default="kl",
+                   help="kl: diffusers' AutoencoderKL; ae / vae: sdviz.models' Autoencoder / VAE (default: kl)")
     a.add_argument("--out", default="runs/autoencoder", help="run folder (default: runs/autoencoder)")
     a.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the embedded recipe's)")
     a.add_argument("--batch-size", type=int, default=None, help="images per step (default: the embedded recipe's)")
@@ -70,8 +75,9 @@ def _cmd_embedded(args: argparse.Namespace) -> int:
 
     target = args.export_to or embedded_path()
     embedded.train_embedded(args.out, target, autoencoder=_override(embedded.AUTOENCODER, args),
-                            restart=_override(embedded.AUTOENCODER_RESTART, args),
-                            diffusion=_override(embedded.DIFFUSION, args), decoder=_override(embedded.DECODER, args),
+                            diffusion=_override(embedded.DIFFUSION, args), joint=_override(embedded.JOINT, args),
+                            polish=_override(embedded.POLISH, args),
+                            decoder=_override(embedded.DECODER, args),
                             progress=not args.quiet)  # fmt: skip
     print(f"model: {target}")
     return 0
@@ -81,8 +87,22 @@ def _cmd_autoencoder(args: argparse.Namespace) -> int:
     from sdviz.train import embedded
 
     cfg = _override(embedded.AUTOENCODER, args, steps=args.steps, batch_size=args.batch_size)
-    embedded.train_vae(args.out, cfg, _override(embedded.AUTOENCODER_RESTART, args), progress=not args.quiet)
-    print(f"autoencoder: {args.out}/restart/model")
+    if args.model == "kl":
+        embedded.train_vae(args.out, cfg, progress=not args.quiet)
+    else:
+        import torch
+
+        from sdviz.models.autoencoder import Autoencoder
+        from sdviz.models.losses import AELoss, VAELoss
+        from sdviz.models.vae import VAE, VAEConfig
+        from sdviz.train.architecture import VAE_CONFIG
+        from sdviz.train.autoencoder import train_autoencoder
+
+        torch.manual_seed(cfg.seed)
+        config = VAEConfig.from_diffusers_config(VAE_CONFIG)
+        model, loss = (Autoencoder(config), AELoss()) if args.model == "ae" else (VAE(config), VAELoss(embedded.KL_WEIGHT))
+        train_autoencoder(model, loss, args.out, cfg, progress=not args.quiet)
+    print(f"autoencoder: {args.out}/model (loss curve: {args.out}/losses.png)")
     return 0
 
 

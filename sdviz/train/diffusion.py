@@ -32,7 +32,7 @@ from sdviz.train.runlog import load_checkpoint, save_checkpoint, save_grid, writ
 class DiffusionConfig:
     """Hyperparameters of a UNet run."""
 
-    steps: int = 4000
+    steps: int = 3000
     batch_size: int = 64
     lr: float = 1e-3
     warmup: int = 100

@@ -1,0 +1,60 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import sdviz
+from sdviz.train.checker import Checker, accuracy, colors, ink
+from sdviz.train.data import PALETTE, GlyphDataset
+from sdviz.train.evaluation import eval_prompts, evaluate
+
+
+@pytest.fixture(scope="module")
+def checker():
+    return Checker()
+
+
+def test_shipped_checker_reads_fresh_renders(checker):
+    # a seed used neither by the checker's training (1234, 1235) nor by the model's data (0)
+    assert accuracy(checker.model, GlyphDataset(1000, seed=4242)) >= 0.99
+
+
+def test_colour_check_is_exact_on_renders_and_survives_blur():
+    x, _, labels = GlyphDataset(300, seed=77).batch(0, 300)
+    fg, bg = colors(x)
+    assert fg == [lab.fg for lab in labels] and bg == [lab.bg for lab in labels]
+    blurred = torch.nn.functional.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
+    fg, bg = colors(blurred)
+    assert np.mean([f == lab.fg for f, lab in zip(fg, labels, strict=True)]) >= 0.97
+    assert bg == [lab.bg for lab in labels]
+
+
+def test_checker_judges_images_and_tensors_alike(checker):
+    x, _, labels = GlyphDataset(8, seed=5).batch(0, 8)
+    images = [Image.fromarray(((t.permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()) for t in x]
+    a, b = checker(x), checker(images)
+    assert a == b
+    assert a.chars == [lab.char for lab in labels]
+    assert ink(x).shape == (8, 1, 32, 32)
+
+
+def test_plain_image_reads_as_one_colour(checker):
+    plain = Image.new("RGB", (64, 64), PALETTE["green"])
+    j = checker([plain])
+    assert j.bg == ["green"] and j.fg == ["green"]
+
+
+def test_missing_weights_and_bad_settings_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="sdviz train checker"):
+        Checker(tmp_path / "none.safetensors")
+    with pytest.raises(ValueError, match="between 1 and 2016"):
+        eval_prompts(5000)
+    assert eval_prompts(12) == eval_prompts(12) and len(set(eval_prompts(200))) == 200
+
+
+def test_embedded_model_follows_glyph_prompts(checker):
+    pipe = sdviz.load_pipeline(device="cpu")
+    result = evaluate(pipe, n_prompts=12, steps=25, guidance_scale=7.5, checker=checker)
+    assert result.n_images == 12
+    assert result.char_accuracy >= 0.75, result
+    assert result.fg_accuracy >= 0.85 and result.bg_accuracy >= 0.85, result
