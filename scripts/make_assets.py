@@ -51,6 +51,60 @@ def main() -> None:
             draw.text((k * size + 4, size + 2), f"step {i + 1}", fill="black")
     strip.save(ASSETS / "embedded-steps.png")
     print(ASSETS / "embedded-sample.png", ASSETS / "embedded-steps.png")
+    traced_pictures()
+
+
+def traced_pictures() -> None:
+    """Draw the README's pictures of sdviz itself (plots and the report) from one captured run."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    from matplotlib.figure import Figure
+
+    from sdviz import plot, preview, schedulers
+    from sdviz.report import write_report
+
+    pipe = sdviz.load_pipeline(device="cpu")
+    pipe.set_progress_bar_config(disable=True)
+    trace = sdviz.generate(pipe, PROMPT, steps=25, scheduler="euler", seed=0, attention=True)
+    fit = preview.fit_latent_rgb(pipe.vae)
+    trace.info["latent_rgb"] = fit.to_json()
+    steps = [0, 4, 8, 12, 16, 20, 24]
+    decoded = preview.decode(pipe.vae, torch.cat([trace.steps[i].x0 for i in steps]))
+    fig = Figure(figsize=(12, 5.4), layout="constrained")
+    plot.plot_step_strip(trace, steps=steps, preview=fit, decoded=decoded, fig=fig)
+    fig.savefig(ASSETS / "step-strip.png", dpi=80)
+
+    fig = Figure(figsize=(12, 2.2), layout="constrained")
+    plot.plot_prompt_attention(trace, fig=fig)
+    fig.savefig(ASSETS / "attention.png", dpi=80)
+
+    sd15 = schedulers.sd15_config()
+    runs = {n: schedulers.schedule(n, 25, sd15) for n in ["euler", "ddim", "heun", "dpm++2m_karras", "lms"]}
+    fig = Figure(figsize=(11, 3.4), layout="constrained")
+    axes = fig.subplots(1, 2)
+    plot.plot_sigmas(runs, ax=axes[0], x="fraction")
+    plot.plot_timesteps(runs, ax=axes[1], x="fraction")
+    fig.savefig(ASSETS / "schedules.png", dpi=80)
+
+    grid = sdviz.compare(pipe, "a green digit 3 on a white background",
+                         schedulers=["euler", "euler_a", "ddim", "heun", "dpm++2m"], steps=[5, 10, 25], seed=0)
+    fig = Figure(figsize=(6, 10), layout="constrained")
+    plot.plot_compare_grid(grid, fig=fig)
+    fig.savefig(ASSETS / "compare-grid.png", dpi=80)
+
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        raise SystemExit("assets/report.png needs chromium: apt-get install chromium")
+    with tempfile.TemporaryDirectory() as d:
+        page = write_report(trace, f"{d}/report.html")
+        subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                        f"--user-data-dir={d}/profile", "--window-size=1100,1500", "--hide-scrollbars",
+                        f"--screenshot={ASSETS / 'report.png'}", page.as_uri()],
+                       check=True, capture_output=True)  # fmt: skip
+    print(*(ASSETS / n for n in ["step-strip.png", "attention.png", "schedules.png", "compare-grid.png", "report.png"]))
 
 
 if __name__ == "__main__":
