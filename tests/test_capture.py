@@ -70,7 +70,7 @@ def test_last_x0_decodes_close_to_the_image(embedded_pipe, name):
         x = vae.decode(trace.steps[-1].x0 / vae.config.scaling_factor).sample
     decoded = (x / 2 + 0.5).clamp(0, 1)[0].permute(1, 2, 0).numpy()
     image = np.asarray(trace.image) / 255.0
-    assert np.abs(decoded - image).mean() < 0.02
+    assert np.abs(decoded - image).mean() < 0.04  # DDIM, PNDM, DEIS stop at sigma 0.029, not 0
 
 
 @pytest.mark.parametrize("name", ["EulerDiscreteScheduler", "DDIMScheduler", "HeunDiscreteScheduler"])
