@@ -147,6 +147,8 @@ class capture:  # noqa: N801 - used as a function-like context manager, as `open
     def __exit__(self, exc_type, exc, tb) -> bool:
         self._restore()
         self.trace.info["wall_time"] = time.perf_counter() - self._t0
+        self.trace.timesteps = torch.tensor([s.timestep for s in self.trace.steps], dtype=torch.float32)
+        self.trace.sigmas = torch.tensor([s.sigma for s in self.trace.steps], dtype=torch.float32)
         if self.trace.steps:
             self.trace.steps[-1].completes_step = True
         if exc_type is not None:
@@ -165,11 +167,7 @@ class capture:  # noqa: N801 - used as a function-like context manager, as `open
             h.remove()
         self._handles.clear()
         if self._scheduler is not None:
-            if self._scheduler_had_step:
-                self._scheduler.step = self._original_step
-            else:
-                del self._scheduler.step
-            self._scheduler = None
+            self._unwrap_scheduler()
         if self._attention_capture is not None:
             self._attention_capture.remove()
 
@@ -208,7 +206,7 @@ class capture:  # noqa: N801 - used as a function-like context manager, as `open
     def _on_unet(self, module, args, output) -> None:
         if self.pipe.scheduler is not self._scheduler and self._scheduler is not None:
             # the scheduler was replaced inside the block: follow it
-            self._restore_scheduler_only()
+            self._unwrap_scheduler()
             self._wrap_scheduler(self.pipe.scheduler)
         pred = output[0] if isinstance(output, tuple) else output.sample
         self.trace.info["unet_evals"] += 1
@@ -218,7 +216,8 @@ class capture:  # noqa: N801 - used as a function-like context manager, as `open
             uncond, text = None, pred
         self._pending = {"noise_pred_text": text, "noise_pred_uncond": uncond}
 
-    def _restore_scheduler_only(self) -> None:
+    def _unwrap_scheduler(self) -> None:
+        """Put the wrapped scheduler's own `step` back."""
         if self._scheduler_had_step:
             self._scheduler.step = self._original_step
         else:
@@ -264,8 +263,6 @@ class capture:  # noqa: N801 - used as a function-like context manager, as `open
         else:
             self._last_unstored, self._last_values = step, values
         trace.steps.append(step)
-        trace.timesteps = torch.cat([trace.timesteps, torch.tensor([float(timestep)])])
-        trace.sigmas = torch.cat([trace.sigmas, torch.tensor([sigma])])
         self._pending = {}
 
     def _on_decode(self, module, args, output) -> None:
