@@ -15,13 +15,6 @@ RUN = AutoencoderConfig(steps=12, batch_size=4, data_size=4, warmup=2, lr=3e-3, 
                         log_every=2)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.mark.parametrize(("make", "loss", "columns"), [(VAE, VAELoss(), {"l1", "kl"}), (Autoencoder, AELoss(), {"l1"})])
 def test_trains_with_the_shared_loop(tmp_path, make, loss, columns):

@@ -10,14 +10,6 @@ from sdviz.models import VAE, TextEncoder, UNet, load_original_checkpoint, save_
 from sdviz.models.convert import TEXT_PREFIX, UNET_PREFIX, VAE_PREFIX, load_state
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def original_file(embedded_pipe_session, tmp_path_factory):
     return save_original_checkpoint(embedded_pipe_session, tmp_path_factory.mktemp("ckpt") / "embedded.safetensors")

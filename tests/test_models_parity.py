@@ -1,6 +1,5 @@
 """Our from-scratch modules against diffusers/transformers on the same weights (minGPT's import test)."""
 
-import pytest
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint
@@ -11,14 +10,6 @@ from sdviz.models.convert import TEXT_PREFIX, UNET_PREFIX, VAE_PREFIX, key_table
 
 TOL = 1e-4
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread, and far faster than on two when the CPU is shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def sd15_shaped_unet(seed=0):

@@ -9,14 +9,6 @@ import sdviz
 from sdviz.models import VAE, DDIMSampler, TextEncoder, UNet
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def ours(embedded_pipe_session):
     p = embedded_pipe_session
