@@ -27,17 +27,38 @@ class AutoencoderLoss(Protocol):
     def reconstruct(self, model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor: ...
 
 
+def glyph_weights(x: torch.Tensor, glyph_weight: float) -> torch.Tensor:
+    """Return (B, 1, H, W) per-pixel weights of mean 1: `1 + glyph_weight` on the glyph, 1 on the background.
+
+    The background colour is the median of the border ring; a pixel belongs to the glyph as far as it differs from it
+    (antialiased edges in part). Without the extra weight the few glyph pixels lose to the background, and glyph
+    colours come back shifted (a reconstruction read 54 % of glyph colours right at an L1 of 0.086).
+    """
+    ring = torch.cat([x[:, :, :2].flatten(2), x[:, :, -2:].flatten(2), x[:, :, :, :2].flatten(2), x[:, :, :, -2:].flatten(2)], 2)
+    bg = ring.median(dim=2).values[:, :, None, None]  # (B, 3, 1, 1)
+    glyph = ((x - bg).abs().amax(dim=1, keepdim=True) / 0.5).clamp(0, 1)  # (B, 1, H, W)
+    w = 1 + glyph_weight * glyph
+    return w / w.mean(dim=(2, 3), keepdim=True)
+
+
+def weighted_l1(recon: torch.Tensor, x: torch.Tensor, glyph_weight: float) -> torch.Tensor:
+    """Return the L1 distance of `recon` from `x`, glyph pixels weighted by `glyph_weights`."""
+    diff = (recon - x).abs()
+    return (diff * glyph_weights(x, glyph_weight)).mean() if glyph_weight else diff.mean()
+
+
 @dataclass
 class KLLoss:
-    """L1 reconstruction plus a weighted KL term, for diffusers' `AutoencoderKL` (Kingma & Welling 2014)."""
+    """Glyph-weighted L1 reconstruction plus a weighted KL term, for diffusers' `AutoencoderKL` (Kingma & Welling 2014)."""
 
     kl_weight: float = 1e-4
+    glyph_weight: float = 0.0
 
     def __call__(self, model, x, generator):
         post = model.encode(x).latent_dist
         z = post.mean + post.std * torch.randn(post.mean.shape, generator=generator)
         recon = model.decode(z).sample
-        rec = (recon - x).abs().mean()
+        rec = weighted_l1(recon, x, self.glyph_weight)
         kl = post.kl().mean() / post.mean[0].numel()  # per latent element
         return rec + self.kl_weight * kl, {"l1": rec.item(), "kl": kl.item()}
 
@@ -47,13 +68,15 @@ class KLLoss:
 
 @dataclass
 class DecoderLoss:
-    """L1 reconstruction through a frozen encoder: sharpens the decoder without moving the latents."""
+    """Glyph-weighted L1 reconstruction through a frozen encoder: sharpens the decoder without moving the latents."""
+
+    glyph_weight: float = 0.0
 
     def __call__(self, model, x, generator):
         with torch.no_grad():
             post = model.encode(x).latent_dist
             z = post.mean + post.std * torch.randn(post.mean.shape, generator=generator)
-        rec = (model.decode(z).sample - x).abs().mean()
+        rec = weighted_l1(model.decode(z).sample, x, self.glyph_weight)
         return rec, {"l1": rec.item()}
 
     def reconstruct(self, model, x):
