@@ -1,6 +1,8 @@
 """Prompt-following of the embedded model by guidance scale and by scheduler x steps, as markdown tables.
 
 Run: .venv/bin/python benchmarks/bench_quality.py [--n-prompts 200] [--table-prompts 50] [--json out.json]
+The JSON ({"guidance": [...], "schedulers": [...]}, each an `Evaluation.to_dict()`) is what notebook 02 plots;
+the committed one is benchmarks/quality.json.
 """
 
 from __future__ import annotations
@@ -31,13 +33,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     pipe = sdviz.load_pipeline(device="cpu")
     checker = Checker()
-    results = []
+    results = {"guidance": [], "schedulers": []}
     head = "| {} | character | glyph colour | background colour | all three | seconds |\n|---|---|---|---|---|---|"
     print(f"Euler, 25 steps, {args.n_prompts} prompts\n")
     print(head.format("guidance"))
     for g in (1.0, 3.0, 7.5):
         r = evaluate(pipe, n_prompts=args.n_prompts, guidance_scale=g, checker=checker)
-        results.append(r.to_dict())
+        results["guidance"].append(r.to_dict())
         print(_row(f"{g:g}", r), flush=True)
     if not args.no_schedulers:
         from sdviz import schedulers
@@ -51,7 +53,7 @@ def main() -> None:
                 except Exception as e:  # a scheduler that cannot run here gets a row saying why
                     print(f"| {name}, {steps} | failed: {type(e).__name__}: {str(e)[:80]} | | | | |", flush=True)
                     continue
-                results.append(r.to_dict())
+                results["schedulers"].append(r.to_dict())
                 print(_row(f"{name}, {steps}", r), flush=True)
     if args.json:
         with open(args.json, "w") as f:

@@ -147,3 +147,30 @@ def test_kwargs_pass_through(trace):
     assert ims[0].get_cmap().name == "viridis"
     lines = plot.plot_sigmas(trace, ax=_ax(), color="red", linestyle="--")
     assert lines[0].get_color() == "red" and lines[0].get_linestyle() == "--"
+
+
+def _evaluation(scheduler, steps, guidance, acc):
+    from sdviz.train.evaluation import Evaluation
+
+    return Evaluation(acc, acc, 1.0, acc, 20, 20, scheduler, steps, guidance, 1.0)
+
+
+def test_quality_one_line_per_scheduler_sorted_by_steps():
+    results = [_evaluation("EulerDiscreteScheduler", s, 7.5, a) for s, a in [(25, 0.9), (5, 0.2), (10, 0.6)]]
+    results += [_evaluation("DDIMScheduler", s, 7.5, a).to_dict() for s, a in [(5, 0.1), (25, 0.8)]]
+    lines = plot.plot_quality(results, ax=_ax(), metric="char_accuracy", linestyle=":")
+    assert [ln.get_label() for ln in lines] == ["EulerDiscrete", "DDIM"]
+    np.testing.assert_array_equal(lines[0].get_xdata(), [5, 10, 25])
+    np.testing.assert_array_equal(lines[0].get_ydata(), [0.2, 0.6, 0.9])
+    assert lines[1].get_linestyle() == ":"
+
+
+def test_quality_by_guidance_splits_other_settings():
+    results = [_evaluation("EulerDiscreteScheduler", s, g, 0.5) for s in (10, 25) for g in (1.0, 7.5, 3.0)]
+    lines = plot.plot_quality(results, ax=_ax(), x="guidance_scale")
+    assert [ln.get_label() for ln in lines] == ["EulerDiscrete, steps 10", "EulerDiscrete, steps 25"]
+    np.testing.assert_array_equal(lines[0].get_xdata(), [1.0, 3.0, 7.5])
+    with pytest.raises(ValueError, match="metric must be one of"):
+        plot.plot_quality(results, metric="accuracy")
+    with pytest.raises(ValueError, match="x must be one of"):
+        plot.plot_quality(results, x="seed")
