@@ -94,3 +94,42 @@ def test_decoder_refinement_keeps_the_latents(tmp_path):
         same = torch.equal(before[k], after[k])
         assert same if k.startswith(("encoder.", "quant_conv.")) else True, k
     assert not torch.equal(before["decoder.conv_out.weight"], after["decoder.conv_out.weight"])
+
+
+def test_embedded_recipe_runs_end_to_end_and_exports_the_package_layout(tmp_path):
+    from sdviz.train.embedded import train_embedded
+
+    tiny_ae = AutoencoderConfig(steps=2, batch_size=2, data_size=4, warmup=1, sample_every=2, checkpoint_every=2, threads=1)
+    tiny_unet = DiffusionConfig(steps=2, batch_size=4, data_size=6, warmup=1, sample_every=2, sample_steps=2,
+                                checkpoint_every=2, threads=1)  # fmt: skip
+    train_embedded(tmp_path / "run", tmp_path / "model", autoencoder=tiny_ae, diffusion=tiny_unet, decoder=tiny_ae,
+                   progress=False)  # fmt: skip
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert [summary[f"{s}_final"]["step"] for s in ("autoencoder", "diffusion", "decoder")] == [2, 2, 2]
+    config = json.loads((tmp_path / "run" / "diffusion" / "config.json").read_text())
+    assert config["train_text_encoder"] is True
+    pipe = sdviz.load_pipeline(tmp_path / "model", device="cpu")
+    embedded = sdviz.load_pipeline(device="cpu")
+    for name in ("unet", "vae", "text_encoder"):  # the recipe builds exactly the shipped architecture
+        ours, shipped = getattr(pipe, name).state_dict(), getattr(embedded, name).state_dict()
+        assert {k: v.shape for k, v in ours.items()} == {k: v.shape for k, v in shipped.items()}, name
+    assert pipe.vae.config.scaling_factor == pytest.approx(summary["scaling_factor"])
+    # a second call over the finished run trains nothing and exports the same weights
+    train_embedded(tmp_path / "run", tmp_path / "again", autoencoder=tiny_ae, diffusion=tiny_unet, decoder=tiny_ae,
+                   progress=False)  # fmt: skip
+    for f in ("unet/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors"):
+        assert (tmp_path / "model" / f).read_bytes() == (tmp_path / "again" / f).read_bytes(), f
+
+
+def test_min_snr_weights_cap_the_clean_end_and_leave_the_noisy_end():
+    from diffusers import DDPMScheduler
+
+    from sdviz.train.architecture import SCHEDULER_CONFIG
+    from sdviz.train.diffusion import snr_weights
+
+    ac = DDPMScheduler.from_config(SCHEDULER_CONFIG).alphas_cumprod
+    w = snr_weights(ac, 5.0)
+    snr = ac / (1 - ac)
+    assert w[0] == pytest.approx(5.0 / snr[0].item()) and w[0] < 0.01  # t=0: SNR ~ 1,170
+    assert torch.all(w[snr <= 5.0] == 1.0) and torch.all(w <= 1.0)
+    assert torch.equal(snr_weights(ac, None), torch.ones_like(ac))

@@ -17,8 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     stages = p.add_subparsers(dest="stage", metavar="STAGE", required=True, help="what to train")
 
     e = stages.add_parser("embedded", help="autoencoder, latents, UNet and export in one go",
-                          description="Run the embedded model's whole recipe (autoencoder, latents, UNet, decoder "
-                          "refinement) and export it (by default into the package's embedded folder).")  # fmt: skip
+                          description="Run the embedded model's whole recipe (autoencoder, latents, UNet with the "
+                          "text encoder, decoder refinement) and export it (by default into the package's embedded "
+                          "folder).")  # fmt: skip
     e.add_argument("--out", default="runs/embedded", help="run folder (default: runs/embedded)")
     e.add_argument("--export-to", default=None, help="diffusers folder to write (default: the package's embedded model)")
     _common(e)
@@ -75,9 +76,7 @@ def _cmd_embedded(args: argparse.Namespace) -> int:
 
     target = args.export_to or embedded_path()
     embedded.train_embedded(args.out, target, autoencoder=_override(embedded.AUTOENCODER, args),
-                            diffusion=_override(embedded.DIFFUSION, args), joint=_override(embedded.JOINT, args),
-                            polish=_override(embedded.POLISH, args),
-                            decoder=_override(embedded.DECODER, args),
+                            diffusion=_override(embedded.DIFFUSION, args), decoder=_override(embedded.DECODER, args),
                             progress=not args.quiet)  # fmt: skip
     print(f"model: {target}")
     return 0

@@ -40,6 +40,7 @@ class DiffusionConfig:
     data_seed: int = 0
     seed: int = 0
     uncond_prob: float = 0.1  # captions dropped to "" so that classifier-free guidance works
+    snr_gamma: float | None = 5.0  # min-SNR loss weighting (Hang et al. 2023); None: plain epsilon MSE
     ema_decay: float = 0.999
     sample_every: int = 500
     sample_steps: int = 25
@@ -89,6 +90,18 @@ def encode_latents(
 def latent_std(cache: dict[str, torch.Tensor]) -> float:
     """Return the std of latents sampled from the cached posteriors: sqrt(var(mean) + E[std^2])."""
     return (cache["mean"].var() + cache["std"].pow(2).mean()).sqrt().item()
+
+
+def snr_weights(alphas_cumprod: torch.Tensor, gamma: float | None) -> torch.Tensor:
+    """Return the per-timestep weights of the epsilon MSE: min(SNR, gamma) / SNR (Hang et al. 2023), or ones.
+
+    Weighting the nearly clean timesteps down leaves the training to the noisy ones, where the prompt decides the
+    picture; the paper reports 3.4 times faster convergence.
+    """
+    if gamma is None:
+        return torch.ones_like(alphas_cumprod)
+    snr = alphas_cumprod / (1 - alphas_cumprod)
+    return snr.clamp(max=gamma) / snr
 
 
 def make_pipeline(vae, text_encoder, unet, scheduler=None) -> StableDiffusionPipeline:
@@ -160,6 +173,7 @@ def train_diffusion(
     text_encoder.requires_grad_(train_text_encoder)
     frozen = None if train_text_encoder else encode_prompts(text_encoder.eval(), table)
     noise_sched = DDPMScheduler.from_config(SCHEDULER_CONFIG)
+    weights = snr_weights(noise_sched.alphas_cumprod, cfg.snr_gamma)
     params = list(unet.parameters()) + (list(text_encoder.parameters()) if train_text_encoder else [])
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
     ema = copy.deepcopy(unet).requires_grad_(False)
@@ -191,7 +205,7 @@ def train_diffusion(
         noise = torch.randn(z.shape, generator=gen)
         t = torch.randint(0, noise_sched.config.num_train_timesteps, (cfg.batch_size,), generator=gen)
         pred = unet(noise_sched.add_noise(z, noise, t), t, cond).sample
-        loss = torch.nn.functional.mse_loss(pred, noise)
+        loss = (weights[t] * (pred - noise).pow(2).mean(dim=(1, 2, 3))).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -215,7 +229,7 @@ def train_diffusion(
         if step % cfg.checkpoint_every == 0 or step in (cfg.steps, last):
             state["seconds"] = time.time() - t0
             save_checkpoint(out, modules, opt, state)
-            write_losses(out, state["losses"], title="diffusion loss (epsilon MSE)")
+            write_losses(out, state["losses"], title=f"diffusion loss (epsilon MSE{', min-SNR weighted' if cfg.snr_gamma else ''})")
     bar.close()
     text_encoder.eval()
     return ema.eval()
