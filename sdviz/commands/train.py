@@ -22,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                           "folder).")  # fmt: skip
     e.add_argument("--out", default="runs/embedded", help="run folder (default: runs/embedded)")
     e.add_argument("--export-to", default=None, help="diffusers folder to write (default: the package's embedded model)")
+    e.add_argument("--decoder-steps", type=int, default=0,
+                   help="steps of decoder refinement through the frozen encoder after the UNet (default: 0, none)")  # fmt: skip
     _common(e)
     e.set_defaults(func=_cmd_embedded)
 
@@ -76,7 +78,8 @@ def _cmd_embedded(args: argparse.Namespace) -> int:
 
     target = args.export_to or embedded_path()
     embedded.train_embedded(args.out, target, autoencoder=_override(embedded.AUTOENCODER, args),
-                            diffusion=_override(embedded.DIFFUSION, args), decoder=_override(embedded.DECODER, args),
+                            diffusion=_override(embedded.DIFFUSION, args),
+                            decoder=_override(embedded.DECODER, args, steps=args.decoder_steps) if args.decoder_steps > 0 else None,
                             progress=not args.quiet)  # fmt: skip
     print(f"model: {target}")
     return 0
