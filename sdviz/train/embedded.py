@@ -64,8 +64,8 @@ def train_embedded(
     Stages, each resumable from its folder under `out`: the `AutoencoderKL` (`autoencoder/`); its latents of the
     training glyphs, encoded once, whose std sets `scaling_factor`; the UNet and the CLIP text encoder, trained
     together from a seeded initialisation (`diffusion/`); if asked, more decoder training through the frozen
-    encoder (`decoder/`), so the UNet's latents stay valid; the export of the UNet's moving average with the refined VAE and
-    the trained text encoder.
+    encoder (`decoder/`), so the UNet's latents stay valid; the export of the UNet's moving average with the VAE
+    and the trained text encoder.
 
     Args:
         out: the run folder.
