@@ -13,8 +13,17 @@ def test_generate_writes_png(tmp_path, capsys):
     assert len(pngs) == 1 and str(pngs[0]) in out
     assert Image.open(pngs[0]).size == (64, 64)
     trace = Trace.load(pngs[0].with_suffix(".sdviz"))
-    assert trace.prompt == "a red letter A on a blue background" and len(trace.steps) == 4  # PNDM: 3 steps, 4 evals
+    assert trace.prompt == "a red letter A on a blue background" and len(trace.steps) == 3
+    assert trace.scheduler == "EulerDiscreteScheduler"
     assert trace.image.tobytes() == Image.open(pngs[0]).convert("RGB").tobytes()
+
+
+def test_generate_can_keep_the_models_own_scheduler(tmp_path):
+    rc = main(["generate", "a red letter A on a blue background", "--steps", "3", "--scheduler", "own",
+               "--out", str(tmp_path), "--device", "cpu"])  # fmt: skip
+    assert rc == 0
+    trace = Trace.load(next(tmp_path.glob("*.sdviz")))
+    assert trace.scheduler == "PNDMScheduler" and len(trace.steps) == 4  # PNDM: 3 steps, 4 evaluations
 
 
 def test_help_lists_every_command(capsys):

@@ -21,7 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("prompt", help="the text prompt")
     p.add_argument("--model", default=None, help="diffusers folder, .safetensors/.ckpt file or hub id (default: the embedded model)")
     p.add_argument("--steps", type=int, default=25, help="number of denoising steps (default: 25)")
-    p.add_argument("--scheduler", default=None, help="scheduler class name or alias (default: the model's own)")
+    # Euler, not the model's own: SD 1.5's PNDM (the embedded model's) fails on the embedded model at guidance 7.5
+    p.add_argument("--scheduler", default="euler",
+                   help="scheduler class name or alias, or 'own' for the model's own (default: euler)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--guidance-scale", type=float, default=7.5, help="classifier-free guidance scale (default: 7.5)")
     p.add_argument("--negative-prompt", default=None, help="what the image should not show")
@@ -48,7 +50,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         pipe,
         args.prompt,
         steps=args.steps,
-        scheduler=args.scheduler,
+        scheduler=None if args.scheduler == "own" else args.scheduler,
         seed=args.seed,
         guidance_scale=args.guidance_scale,
         negative_prompt=args.negative_prompt,
