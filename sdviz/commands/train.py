@@ -55,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                           description="Train the checker's CNN on fresh renders and write its weights (by default the "
                           "ones shipped in the package).")  # fmt: skip
     c.add_argument("--out", default=None, help="safetensors file to write (default: the package's checker weights)")
-    c.add_argument("--steps", type=int, default=2000, help="optimiser steps (default: 2000)")
+    c.add_argument("--steps", type=int, default=6000, help="optimiser steps (default: 6000)")
     _common(c)
     c.set_defaults(func=_cmd_checker)
 

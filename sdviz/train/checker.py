@@ -148,9 +148,9 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 def train_checker(
     out: str | Path | None = None,
     *,
-    steps: int = 2000,
+    steps: int = 6000,
     batch_size: int = 64,
-    data_size: int = 30_000,
+    data_size: int = 60_000,
     seed: int = 1234,
     threads: int | None = 1,
     progress: bool = True,
