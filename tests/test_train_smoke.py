@@ -10,6 +10,7 @@ import sdviz
 from sdviz.train.autoencoder import AutoencoderConfig, KLLoss, train_autoencoder
 from sdviz.train.diffusion import DiffusionConfig, encode_latents, latent_std, make_pipeline, train_diffusion
 from sdviz.train.export import export_pipeline
+from sdviz.train.text_encoder import TextEncoderConfig
 
 
 def _vae():
@@ -101,13 +102,15 @@ def test_embedded_recipe_runs_end_to_end_and_exports_the_package_layout(tmp_path
 
     tiny_ae = AutoencoderConfig(steps=2, batch_size=2, data_size=4, warmup=1, sample_every=2, checkpoint_every=2, threads=1)
     tiny_unet = DiffusionConfig(steps=2, batch_size=4, data_size=6, warmup=1, sample_every=2, sample_steps=2,
-                                checkpoint_every=2, threads=1)  # fmt: skip
-    train_embedded(tmp_path / "run", tmp_path / "model", autoencoder=tiny_ae, diffusion=tiny_unet, decoder=tiny_ae,
-                   progress=False)  # fmt: skip
+                                checkpoint_every=2, threads=1, shade=0.3)  # fmt: skip
+    tiny_text = TextEncoderConfig(steps=2, batch_size=4, warmup=1, checkpoint_every=2, threads=1)
+    run = dict(autoencoder=tiny_ae, text=tiny_text, diffusion=tiny_unet, decoder=tiny_ae, progress=False)
+    train_embedded(tmp_path / "run", tmp_path / "model", **run)
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert [summary[f"{s}_final"]["step"] for s in ("autoencoder", "diffusion", "decoder")] == [2, 2, 2]
+    stages = ("autoencoder", "text_encoder", "diffusion", "decoder")
+    assert [summary[f"{s}_final"]["step"] for s in stages] == [2, 2, 2, 2]
     config = json.loads((tmp_path / "run" / "diffusion" / "config.json").read_text())
-    assert config["train_text_encoder"] is True
+    assert config["train_text_encoder"] is False and config["shade"] == 0.3  # the UNet trains under a frozen encoder
     pipe = sdviz.load_pipeline(tmp_path / "model", device="cpu")
     embedded = sdviz.load_pipeline(device="cpu")
     for name in ("unet", "vae", "text_encoder"):  # the recipe builds exactly the shipped architecture
@@ -115,8 +118,7 @@ def test_embedded_recipe_runs_end_to_end_and_exports_the_package_layout(tmp_path
         assert {k: v.shape for k, v in ours.items()} == {k: v.shape for k, v in shipped.items()}, name
     assert pipe.vae.config.scaling_factor == pytest.approx(summary["scaling_factor"])
     # a second call over the finished run trains nothing and exports the same weights
-    train_embedded(tmp_path / "run", tmp_path / "again", autoencoder=tiny_ae, diffusion=tiny_unet, decoder=tiny_ae,
-                   progress=False)  # fmt: skip
+    train_embedded(tmp_path / "run", tmp_path / "again", **run)
     for f in ("unet/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors"):
         assert (tmp_path / "model" / f).read_bytes() == (tmp_path / "again" / f).read_bytes(), f
 

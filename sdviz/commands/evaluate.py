@@ -17,33 +17,79 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None, help="diffusers folder or file (default: the embedded model)")
     p.add_argument("--n-prompts", type=int, default=200, help="distinct held-out prompts (default: 200)")
     p.add_argument("--per-prompt", type=int, default=1, help="images per prompt, each from its own seed (default: 1)")
-    p.add_argument("--scheduler", default="EulerDiscreteScheduler", help="scheduler class name (default: EulerDiscreteScheduler)")
-    p.add_argument("--steps", type=int, default=25, help="denoising steps (default: 25)")
+    p.add_argument("--scheduler", "--schedulers", dest="schedulers", default="EulerDiscreteScheduler",
+                   help="scheduler class name or alias, a comma-separated list, or 'all' for every scheduler of the "
+                   "registry (default: EulerDiscreteScheduler)")  # fmt: skip
+    p.add_argument("--steps", default="25", help="denoising steps, or a comma-separated list such as 10,25 (default: 25)")
     p.add_argument("--guidance-scale", type=float, default=7.5, help="classifier-free guidance scale (default: 7.5)")
+    p.add_argument("--attention", action="store_true",
+                   help="also score the cross-attention maps: the mean AUROC of each word's map as a detector of its "
+                   "own region (glyph words: glyph colour and character; background words: background colour and "
+                   "'background'), the region read from the generated image's colours")  # fmt: skip
     p.add_argument("--checker", default=None, help="checker weights (default: the shipped ones)")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(func=_cmd_evaluate)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    import torch
-
     from sdviz.pipeline import load_pipeline
     from sdviz.train.checker import Checker
     from sdviz.train.evaluation import evaluate
 
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    names = _scheduler_names(args.schedulers)
+    steps = _step_counts(args.steps)
     pipe = load_pipeline(args.model, device="cpu")
-    result = evaluate(pipe, n_prompts=args.n_prompts, per_prompt=args.per_prompt, scheduler=args.scheduler,
-                      steps=args.steps, guidance_scale=args.guidance_scale, checker=Checker(args.checker),
-                      progress=not args.json)  # fmt: skip
+    checker = Checker(args.checker)
+    results = []
+    if not args.json:
+        print(f"{args.n_prompts} prompts x {args.per_prompt}, guidance {args.guidance_scale:g}, read by the checker:")
+        print(f"  {'scheduler':<34} {'steps':>5} {'character':>9} {'glyph':>6} {'backgr.':>7} {'all':>6}")
+    for name in names:
+        for n in steps:
+            r = evaluate(pipe, n_prompts=args.n_prompts, per_prompt=args.per_prompt, scheduler=name, steps=n,
+                         guidance_scale=args.guidance_scale, checker=checker, progress=False)  # fmt: skip
+            results.append(r.to_dict())
+            if not args.json:
+                print(f"  {r.scheduler:<34} {n:>5} {r.char_accuracy:>9.1%} {r.fg_accuracy:>6.1%} {r.bg_accuracy:>7.1%} "
+                      f"{r.all_accuracy:>6.1%}", flush=True)  # fmt: skip
+    out: dict = {"quality": results}
+    if args.attention:
+        from sdviz.attention_score import score_attention
+
+        score = score_attention(pipe, n_prompts=args.n_prompts, scheduler=names[0], steps=steps[0],
+                                guidance_scale=args.guidance_scale)  # fmt: skip
+        out["attention"] = score.to_dict()
+        if not args.json:
+            print(f"attention ({score.scheduler}, {score.steps} steps): mean AUROC of a word's map detecting its region")
+            print(f"  glyph words       {score.glyph:.3f}")
+            print(f"  background words  {score.background:.3f}")
+            for role, v in score.per_role.items():
+                print(f"    {role:<18} {v:.3f}")
     if args.json:
-        print(json.dumps(result.to_dict(), indent=1))
-    else:
-        print(f"{result.n_images} images, {result.n_prompts} prompts, {result.scheduler}, {result.steps} steps, "
-              f"guidance {result.guidance_scale}:")  # fmt: skip
-        print(f"  character  {result.char_accuracy:.1%}")
-        print(f"  glyph colour       {result.fg_accuracy:.1%}")
-        print(f"  background colour  {result.bg_accuracy:.1%}")
-        print(f"  all three  {result.all_accuracy:.1%}")
+        print(json.dumps(out, indent=1))
     return 0
+
+
+def _scheduler_names(spec: str) -> list[str]:
+    """Return the scheduler names of a `--schedulers` value ('all', or a comma-separated list)."""
+    from sdviz import schedulers
+
+    if spec.strip().lower() == "all":
+        return schedulers.names()
+    names = [s.strip() for s in spec.split(",") if s.strip()]
+    if not names:
+        raise ValueError("--schedulers needs a scheduler name, a comma-separated list or 'all'")
+    for name in names:
+        schedulers.make(name)  # raises with the valid names and the closest match
+    return names
+
+
+def _step_counts(spec: str) -> list[int]:
+    """Return the step counts of a `--steps` value such as '25' or '10,25'."""
+    try:
+        counts = [int(s) for s in spec.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"--steps must be positive integers separated by commas, got {spec!r}") from None
+    if not counts or min(counts) < 1:
+        raise ValueError(f"--steps must be positive integers separated by commas, got {spec!r}")
+    return counts

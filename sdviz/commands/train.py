@@ -78,7 +78,7 @@ def _cmd_embedded(args: argparse.Namespace) -> int:
 
     target = args.export_to or embedded_path()
     embedded.train_embedded(args.out, target, autoencoder=_override(embedded.AUTOENCODER, args),
-                            diffusion=_override(embedded.DIFFUSION, args),
+                            text=_override(embedded.TEXT_ENCODER, args), diffusion=_override(embedded.DIFFUSION, args),
                             decoder=_override(embedded.DECODER, args, steps=args.decoder_steps) if args.decoder_steps > 0 else None,
                             progress=not args.quiet)  # fmt: skip
     print(f"model: {target}")
@@ -127,7 +127,7 @@ def _cmd_diffusion(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     vae = AutoencoderKL.from_pretrained(args.vae).eval()
-    cache = encode_latents(vae, GlyphDataset(cfg.data_size, seed=cfg.data_seed), out / "latents.safetensors",
+    cache = encode_latents(vae, GlyphDataset(cfg.data_size, seed=cfg.data_seed, shade=cfg.shade), out / "latents.safetensors",
                            progress=not args.quiet)  # fmt: skip
     vae.register_to_config(scaling_factor=1.0 / latent_std(cache))
     torch.manual_seed(embedded.SEED)

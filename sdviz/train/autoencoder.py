@@ -93,6 +93,7 @@ class AutoencoderConfig:
     warmup: int = 100
     data_size: int = 40_000
     seed: int = 0
+    shade: float = 0.0  # colour shades around each palette colour (see `data.shade_of`)
     sample_every: int = 250
     checkpoint_every: int = 250
     log_every: int = 10
@@ -135,8 +136,8 @@ def train_autoencoder(
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    data = GlyphDataset(cfg.data_size, seed=cfg.seed)
-    shown, _, _ = GlyphDataset(16, seed=cfg.seed + 10_000).batch(0, 16)
+    data = GlyphDataset(cfg.data_size, seed=cfg.seed, shade=cfg.shade)
+    shown, _, _ = GlyphDataset(16, seed=cfg.seed + 10_000, shade=cfg.shade).batch(0, 16)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
     state = load_checkpoint(out, {"model": model}, opt) or {"step": 0, "losses": [], "seconds": 0.0}
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))

@@ -86,13 +86,21 @@ def colors(images: torch.Tensor | list[Image.Image]) -> tuple[list[str], list[st
     """
     px = _pixels(images)
     bg = _background(px)
+    glyph = _glyph_mask(px, bg)
+    fg = [px[i][:, glyph[i]].median(dim=1).values if glyph[i].any() else bg[i] for i in range(px.shape[0])]
+    return nearest_color(torch.stack(fg)), nearest_color(bg)
+
+
+def glyph_mask(images: torch.Tensor | list[Image.Image]) -> torch.Tensor:
+    """Return the (B, H, W) glyph pixels: farther from the border's colour than half the 99th-percentile distance."""
+    px = _pixels(images)
+    return _glyph_mask(px, _background(px))
+
+
+def _glyph_mask(px: torch.Tensor, bg: torch.Tensor) -> torch.Tensor:
     d = (px - bg[:, :, None, None]).norm(dim=1)  # (B, H, W)
     top = d.flatten(1).quantile(0.99, dim=1)
-    fg = []
-    for i in range(px.shape[0]):
-        sel = px[i][:, d[i] > 0.5 * top[i]]
-        fg.append(sel.median(dim=1).values if sel.shape[1] else bg[i])
-    return nearest_color(torch.stack(fg)), nearest_color(bg)
+    return d > 0.5 * top[:, None, None]
 
 
 @dataclass

@@ -93,7 +93,9 @@ def _master(char: str, font: str) -> Image.Image:
     return mask.crop(mask.getbbox())
 
 
-def render(char: str, fg: str, bg: str, font: str, rng: random.Random, size: int = IMAGE_SIZE) -> Image.Image:
+def render(
+    char: str, fg: str, bg: str, font: str, rng: random.Random, size: int = IMAGE_SIZE, shade: float = 0.0
+) -> Image.Image:
     """Render one glyph with a random rotation, scale and position, fully inside the image.
 
     Args:
@@ -103,6 +105,8 @@ def render(char: str, fg: str, bg: str, font: str, rng: random.Random, size: int
         font: one of `FONT_FILES`.
         rng: the source of randomness; the same state gives the same image.
         size: the side of the square image in pixels.
+        shade: how far each colour may move from its palette value, as a fraction of the distance to the nearest
+            other palette colour (0: exact palette colours). Drawn after everything else, so 0 renders as before.
 
     Returns:
         An RGB image of `size` x `size`.
@@ -121,9 +125,30 @@ def render(char: str, fg: str, bg: str, font: str, rng: random.Random, size: int
     mask = mask.resize((w, h), Image.LANCZOS)
     x = rng.randint(MARGIN, size - MARGIN - w)
     y = rng.randint(MARGIN, size - MARGIN - h)
-    image = Image.new("RGB", (size, size), PALETTE[bg])
-    image.paste(Image.new("RGB", (w, h), PALETTE[fg]), (x, y), mask)
+    fg_rgb, bg_rgb = (shade_of(c, rng, shade) if shade else PALETTE[c] for c in (fg, bg))
+    image = Image.new("RGB", (size, size), bg_rgb)
+    image.paste(Image.new("RGB", (w, h), fg_rgb), (x, y), mask)
     return image
+
+
+def shade_of(color: str, rng: random.Random, shade: float) -> tuple[int, int, int]:
+    """Return a random shade of a palette colour: uniform in a ball of radius `shade` x its nearest neighbour distance.
+
+    A named colour covering a range of shades, as in photographs, keeps the conditional denoiser following the
+    input's own shade at low noise; with exact palette values it ignores the input, and guidance then turns the
+    denoiser against its input (see `benchmarks/RESULTS.md`, embedded model v2).
+    """
+    base = np.array(PALETTE[color], dtype=np.float64)
+    radius = shade * _nearest_distance(color)
+    d = np.array([rng.gauss(0, 1) for _ in range(3)])
+    d *= radius * rng.random() ** (1 / 3) / max(np.linalg.norm(d), 1e-9)
+    return tuple(int(v) for v in np.clip(np.round(base + d), 0, 255))
+
+
+@cache
+def _nearest_distance(color: str) -> float:
+    base = np.array(PALETTE[color], dtype=np.float64)
+    return min(float(np.linalg.norm(base - np.array(PALETTE[c]))) for c in COLORS if c != color)
 
 
 def to_tensor(image: Image.Image) -> torch.Tensor:
@@ -150,10 +175,12 @@ class GlyphDataset(torch.utils.data.Dataset):
     Items are `(image, caption, labels)`: a (3, 64, 64) tensor in [-1, 1], the caption string, `Labels`.
     """
 
-    def __init__(self, n: int, seed: int = 0, size: int = IMAGE_SIZE):
+    def __init__(self, n: int, seed: int = 0, size: int = IMAGE_SIZE, shade: float = 0.0):
         if n < 1:
             raise ValueError(f"n must be positive, got {n}")
-        self.n, self.seed, self.size = n, seed, size
+        if not 0 <= shade < 0.5:
+            raise ValueError(f"shade must be in [0, 0.5) so that every shade stays nearest its own colour, got {shade}")
+        self.n, self.seed, self.size, self.shade = n, seed, size, shade
 
     def __len__(self) -> int:
         return self.n
@@ -163,7 +190,7 @@ class GlyphDataset(torch.utils.data.Dataset):
             raise IndexError(i)
         rng = random.Random(f"{self.seed}:{i}")
         lab = sample_labels(rng)
-        image = render(lab.char, lab.fg, lab.bg, lab.font, rng, self.size)
+        image = render(lab.char, lab.fg, lab.bg, lab.font, rng, self.size, self.shade)
         return to_tensor(image), caption(lab.char, lab.fg, lab.bg), lab
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, str, Labels]]:

@@ -38,6 +38,7 @@ class DiffusionConfig:
     warmup: int = 100
     data_size: int = 30_000
     data_seed: int = 0
+    shade: float = 0.0  # colour shades around each palette colour (see `data.shade_of`)
     seed: int = 0
     uncond_prob: float = 0.1  # captions dropped to "" so that classifier-free guidance works
     snr_gamma: float | None = 5.0  # min-SNR loss weighting (Hang et al. 2023); None: plain epsilon MSE
@@ -166,7 +167,7 @@ def train_diffusion(
         torch.set_num_threads(cfg.threads)
     (out / "config.json").write_text(json.dumps({**asdict(cfg), "train_text_encoder": train_text_encoder}, indent=1))
     vae.eval()
-    cache = encode_latents(vae, GlyphDataset(cfg.data_size, seed=cfg.data_seed), out / "latents.safetensors",
+    cache = encode_latents(vae, GlyphDataset(cfg.data_size, seed=cfg.data_seed, shade=cfg.shade), out / "latents.safetensors",
                            progress=progress)  # fmt: skip
     scale = vae.config.scaling_factor
     table = prompt_table()

@@ -16,23 +16,32 @@ from sdviz.train.autoencoder import AutoencoderConfig, DecoderLoss, KLLoss, trai
 from sdviz.train.data import GlyphDataset
 from sdviz.train.diffusion import DiffusionConfig, encode_latents, latent_std, make_pipeline, train_diffusion
 from sdviz.train.export import export_pipeline
+from sdviz.train.text_encoder import TextEncoderConfig, pretrain_text_encoder
 
 # The stages run one after another, each alone on the CPU: two threads each (this machine has two cores).
+# Every named colour covers a range of shades (v1 drew exact palette values): with one RGB value per name, the
+# conditional denoiser ignored its input's shade at every noise level while the unconditional one followed it, so
+# guidance 7.5 turned the guided denoiser against its input (gain -2 to -3 along a shade direction at sigma
+# 0.3-1.6), and the multistep schedulers (PNDM, LMS, UniPC) diverged. See benchmarks/RESULTS.md.
+SHADE = 0.35
 # 1,200 autoencoder steps with plain L1 lost glyph colours (54 % read right after a round trip, the ceiling of the
-# whole model): it trains 4,500 steps now with glyph pixels weighted 5:1.
+# whole model): it trains 4,500 steps with glyph pixels weighted 5:1.
 AUTOENCODER = AutoencoderConfig(
-    steps=4500, batch_size=24, lr=1e-3, warmup=50, data_size=40_000, seed=0, sample_every=500, checkpoint_every=100, threads=2
-)
+    steps=4500, batch_size=24, lr=1e-3, warmup=50, data_size=40_000, seed=0, shade=SHADE, sample_every=500,
+    checkpoint_every=100, threads=2,
+)  # fmt: skip
 # Decoder refinement is optional (`sdviz train embedded --decoder-steps N`): after the autoencoder stage the
 # checker reads 99 % of characters and every glyph and background colour right in round trips of fresh renders.
 DECODER = AutoencoderConfig(
-    steps=1000, batch_size=24, lr=3e-4, warmup=20, data_size=40_000, seed=1, sample_every=500, checkpoint_every=100, threads=2
-)
+    steps=1000, batch_size=24, lr=3e-4, warmup=20, data_size=40_000, seed=1, shade=SHADE, sample_every=500,
+    checkpoint_every=100, threads=2,
+)  # fmt: skip
 KL_WEIGHT = 1e-4
 GLYPH_WEIGHT = 4.0
-# The text encoder learns with the UNet from the first step: a frozen random encoder got the background colour
-# right (80 %) but the character in 6 % of prompts after 3,000 steps, and catching up afterwards took 6,000 more.
-DIFFUSION = DiffusionConfig(steps=10_000, lr=1e-3, warmup=200, data_size=40_000, sample_every=1000, threads=2)
+# The text encoder is pretrained on the prompts alone and frozen, as SD's CLIP is: trained jointly with the UNet
+# (v1), it packed the whole prompt into the end token and the padding, and no word's map showed its region.
+TEXT_ENCODER = TextEncoderConfig(steps=600, threads=2)
+DIFFUSION = DiffusionConfig(steps=10_000, lr=1e-3, warmup=200, data_size=40_000, shade=SHADE, sample_every=1000, threads=2)
 SEED = 0
 
 
@@ -55,6 +64,7 @@ def train_embedded(
     export_to: str | Path | None = None,
     *,
     autoencoder: AutoencoderConfig = AUTOENCODER,
+    text: TextEncoderConfig = TEXT_ENCODER,
     diffusion: DiffusionConfig = DIFFUSION,
     decoder: AutoencoderConfig | None = None,
     progress: bool = True,
@@ -62,17 +72,18 @@ def train_embedded(
     """Train the embedded model end to end and export it.
 
     Stages, each resumable from its folder under `out`: the `AutoencoderKL` (`autoencoder/`); its latents of the
-    training glyphs, encoded once, whose std sets `scaling_factor`; the UNet and the CLIP text encoder, trained
-    together from a seeded initialisation (`diffusion/`); if asked, more decoder training through the frozen
-    encoder (`decoder/`), so the UNet's latents stay valid; the export of the UNet's moving average with the VAE
-    and the trained text encoder.
+    training glyphs, encoded once, whose std sets `scaling_factor`; the CLIP text encoder, pretrained on the
+    prompts alone and then frozen (`text_encoder/`); the UNet under it, from a seeded initialisation
+    (`diffusion/`); if asked, more decoder training through the frozen encoder (`decoder/`), so the UNet's latents
+    stay valid; the export of the UNet's moving average with the VAE and the text encoder.
 
     Args:
         out: the run folder.
         export_to: where to write the diffusers folder; `out/model` when None (`sdviz train embedded` passes the
             package's embedded folder).
         autoencoder: the autoencoder's hyperparameters.
-        diffusion: the hyperparameters of the UNet and text encoder.
+        text: the text encoder's pretraining hyperparameters.
+        diffusion: the UNet's hyperparameters.
         decoder: the decoder refinement's hyperparameters (`DECODER`, for one); None skips it.
         progress: show progress bars.
 
@@ -84,20 +95,20 @@ def train_embedded(
     t0 = time.time()
     vae = train_vae(out / "autoencoder", autoencoder, progress=progress).eval()
     (out / "diffusion").mkdir(exist_ok=True)
-    cache = encode_latents(vae, GlyphDataset(diffusion.data_size, seed=diffusion.data_seed),
+    cache = encode_latents(vae, GlyphDataset(diffusion.data_size, seed=diffusion.data_seed, shade=diffusion.shade),
                            out / "diffusion" / "latents.safetensors", progress=progress)  # fmt: skip
     std = latent_std(cache)
     vae.register_to_config(scaling_factor=1.0 / std)
     torch.manual_seed(SEED)
     text_encoder = CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG))
     unet = UNet2DConditionModel(**UNET_CONFIG)
-    ema = train_diffusion(unet, text_encoder, vae, out / "diffusion", diffusion, train_text_encoder=True,
-                          progress=progress)  # fmt: skip
+    text_encoder = pretrain_text_encoder(text_encoder, out / "text_encoder", text, progress=progress)
+    ema = train_diffusion(unet, text_encoder, vae, out / "diffusion", diffusion, progress=progress)
     if decoder is not None:
         vae = refine_decoder(vae, out / "decoder", decoder, progress=progress).eval()
     pipe = make_pipeline(vae, text_encoder, ema)
     folder = export_pipeline(pipe, export_to if export_to is not None else out / "model")
-    stages = ["autoencoder", "diffusion"] + (["decoder"] if decoder is not None else [])
+    stages = ["autoencoder", "text_encoder", "diffusion"] + (["decoder"] if decoder is not None else [])
     summary = {
         "export": str(folder),
         "latent_std": std,
