@@ -13,7 +13,7 @@ from diffusers.schedulers import KarrasDiffusionSchedulers
 
 from sdviz import schedulers
 from sdviz.cli import main
-from sdviz.train.architecture import SCHEDULER_CONFIG
+from sdviz.schedules import SD15_SCHEDULER_CONFIG as SCHEDULER_CONFIG
 
 NAMES = schedulers.names()
 DETERMINISTIC = [n for n in NAMES if not schedulers.describe(n).stochastic]
@@ -197,7 +197,7 @@ def _values_in_source(cls, param):
 
 
 def test_curated_allowed_values_match_the_installed_source():
-    from sdviz.scheduler_params import ALLOWED, ALLOWED_BY_CLASS
+    from sdviz.schedulers.params import ALLOWED, ALLOWED_BY_CLASS
 
     checked = 0
     for name in NAMES:

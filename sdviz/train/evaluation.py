@@ -10,6 +10,7 @@ import torch
 from diffusers import StableDiffusionPipeline
 from tqdm.auto import tqdm
 
+from sdviz.schedulers import use_scheduler
 from sdviz.train.checker import Checker
 from sdviz.train.data import all_prompts, caption
 
@@ -22,21 +23,6 @@ def eval_prompts(n: int = 200, seed: int = 7) -> list[tuple[str, str, str]]:
     if not 1 <= n <= len(pool):
         raise ValueError(f"n_prompts must be between 1 and {len(pool)}, got {n}")
     return random.Random(f"eval:{seed}").sample(pool, n)
-
-
-def make_scheduler(name: str, config):
-    """Build a scheduler by class name (or alias) from `config`, via `sdviz.schedulers` when it is there."""
-    try:
-        from sdviz import schedulers
-
-        return schedulers.make(name, config=config)
-    except (ImportError, AttributeError):
-        import diffusers
-
-        cls = getattr(diffusers, name, None)
-        if cls is None or not name.endswith("Scheduler"):
-            raise ValueError(f"unknown scheduler {name!r}; give a diffusers scheduler class name") from None
-        return cls.from_config(config)
 
 
 @dataclass
@@ -91,12 +77,10 @@ def evaluate(
         raise ValueError(f"per_prompt must be at least 1, got {per_prompt}")
     checker = checker or Checker()
     jobs = [(p, EVAL_SEED + 1000 * k + j) for k, p in enumerate(eval_prompts(n_prompts)) for j in range(per_prompt)]
-    old = pipe.scheduler
-    pipe.scheduler = make_scheduler(scheduler, old.config)
     pipe.set_progress_bar_config(disable=True)
     right = {"char": 0, "fg": 0, "bg": 0, "all": 0}
     t0 = time.time()
-    try:
+    with use_scheduler(pipe, scheduler):
         for i in tqdm(range(0, len(jobs), batch_size), desc="evaluate", disable=not progress):
             chunk = jobs[i : i + batch_size]
             gens = [torch.Generator().manual_seed(s) for _, s in chunk]
@@ -108,8 +92,6 @@ def evaluate(
                 right["fg"] += f == fg
                 right["bg"] += b == bg
                 right["all"] += c == char and f == fg and b == bg
-    finally:
-        pipe.scheduler = old
     n = len(jobs)
     return Evaluation(
         right["char"] / n, right["fg"] / n, right["bg"] / n, right["all"] / n, n, n_prompts,
