@@ -69,7 +69,7 @@ def traced_pictures() -> None:
     pipe.set_progress_bar_config(disable=True)
     trace = sdviz.generate(pipe, PROMPT, steps=25, scheduler="euler", seed=0, attention=True)
     fit = preview.fit_latent_rgb(pipe.vae)
-    trace.info["latent_rgb"] = fit.to_json()
+    trace.latent_rgb = fit
     steps = [0, 4, 8, 12, 16, 20, 24]
     decoded = preview.decode(pipe.vae, torch.cat([trace.steps[i].x0 for i in steps]))
     fig = Figure(figsize=(12, 5.4), layout="constrained")
