@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from sdviz.commands.common import add_run_options
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `evaluate` to the subcommands."""
@@ -14,12 +16,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Generate images for held-out prompts such as 'a red letter A on a blue background' and report "
         "the checker's character, glyph-colour and background-colour accuracy.",
     )
-    p.add_argument("--model", default=None, help="diffusers folder or file (default: the embedded model)")
+    add_run_options(p, device=False, seed=False)
     p.add_argument("--n-prompts", type=int, default=200, help="distinct held-out prompts (default: 200)")
     p.add_argument("--per-prompt", type=int, default=1, help="images per prompt, each from its own seed (default: 1)")
-    p.add_argument("--scheduler", default="EulerDiscreteScheduler", help="scheduler class name (default: EulerDiscreteScheduler)")
-    p.add_argument("--steps", type=int, default=25, help="denoising steps (default: 25)")
-    p.add_argument("--guidance-scale", type=float, default=7.5, help="classifier-free guidance scale (default: 7.5)")
     p.add_argument("--checker", default=None, help="checker weights (default: the shipped ones)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_cmd_evaluate)
