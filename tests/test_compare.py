@@ -48,6 +48,7 @@ def test_cli_writes_images_traces_index(tmp_path, capsys):
     assert "index:" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_two_processes_give_the_same_images(tmp_path):
     # both runs use one thread per process: float sums depend on the thread count, not on the split
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}

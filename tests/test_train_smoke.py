@@ -11,6 +11,8 @@ from sdviz.train.autoencoder import AutoencoderConfig, KLLoss, train_autoencoder
 from sdviz.train.diffusion import DiffusionConfig, encode_latents, latent_std, make_pipeline, train_diffusion
 from sdviz.train.export import export_pipeline
 
+pytestmark = pytest.mark.slow  # training runs, if tiny ones
+
 
 def _vae():
     torch.manual_seed(0)

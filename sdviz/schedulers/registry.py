@@ -5,7 +5,7 @@
 ships: built from SD 1.5's scheduler config, each must (1) speak the pipeline's protocol (`init_noise_sigma`,
 `scale_model_input`, `step(model_output, t, sample)`), (2) tell the UNet timesteps on its training grid
 [0, num_train_timesteps), and (3) denoise: with an exact epsilon oracle for a point-mass data distribution it
-must end at the data (tests/test_schedulers.py runs that check, and each name on the embedded model).
+must end at the data (tests/test_schedulers_registry.py runs that check, and each name on the embedded model).
 
 Left out, and why:
 - `EDMEulerScheduler` (in `KarrasDiffusionSchedulers`): it ignores the training betas (sigmas from
