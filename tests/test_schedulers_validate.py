@@ -111,3 +111,17 @@ def test_resolve_accepts_every_spec(embedded_pipe):
     assert "noise_sampler_seed" not in schedulers.resolve("heun", cfg, seed=7).config
     with pytest.raises(TypeError, match="config must be a mapping such as pipe.scheduler.config"):
         schedulers.resolve("heun", "scheduler_config.json")
+
+
+def test_use_scheduler_puts_the_pipelines_own_back(embedded_pipe):
+    own = embedded_pipe.scheduler
+    with schedulers.use_scheduler(embedded_pipe, ("heun", {"use_karras_sigmas": True})) as s:
+        assert embedded_pipe.scheduler is s and s.config.use_karras_sigmas
+    assert embedded_pipe.scheduler is own
+    with pytest.raises(RuntimeError), schedulers.use_scheduler(embedded_pipe, "ddim"):
+        raise RuntimeError
+    assert embedded_pipe.scheduler is own
+    with schedulers.use_scheduler(embedded_pipe, None) as s:
+        assert s is own
+    assert schedulers.spec_key(("heun", {"use_karras_sigmas": True})) == "heun(use_karras_sigmas=True)"
+    assert schedulers.spec_key(own) == "PNDMScheduler" and schedulers.spec_key({"name": "ddim"}) == "ddim"
