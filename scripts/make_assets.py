@@ -7,6 +7,7 @@ from diffusers import EulerDiscreteScheduler
 from PIL import Image, ImageDraw
 
 import sdviz
+from sdviz import preview
 from sdviz.train.data import caption
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -45,8 +46,7 @@ def main() -> None:
     draw = ImageDraw.Draw(strip)
     with torch.no_grad():
         for k, i in enumerate(STRIP_STEPS):
-            x = pipe.vae.decode(seen[i] / pipe.vae.config.scaling_factor).sample[0]
-            im = Image.fromarray(((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy())
+            (im,) = preview.decode(pipe.vae, seen[i])
             strip.paste(im.resize((size, size), Image.NEAREST), (k * size, 0))
             draw.text((k * size + 4, size + 2), f"step {i + 1}", fill="black")
     strip.save(ASSETS / "embedded-steps.png")
@@ -62,14 +62,14 @@ def traced_pictures() -> None:
 
     from matplotlib.figure import Figure
 
-    from sdviz import plot, preview, schedulers
+    from sdviz import plot, schedulers
     from sdviz.report import write_report
 
     pipe = sdviz.load_pipeline(device="cpu")
     pipe.set_progress_bar_config(disable=True)
     trace = sdviz.generate(pipe, PROMPT, steps=25, scheduler="euler", seed=0, attention=True)
     fit = preview.fit_latent_rgb(pipe.vae)
-    trace.info["latent_rgb"] = fit.to_json()
+    trace.latent_rgb = fit
     steps = [0, 4, 8, 12, 16, 20, 24]
     decoded = preview.decode(pipe.vae, torch.cat([trace.steps[i].x0 for i in steps]))
     fig = Figure(figsize=(12, 5.4), layout="constrained")

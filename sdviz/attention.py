@@ -8,34 +8,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from sdviz.attention_maps import AttentionMaps
-
-OPTIONS = ("steps", "step_bins", "layers", "per_layer", "heads", "uncond")
-
-
-def parse_options(options: bool | dict) -> dict[str, Any]:
-    """Check the `attention=` options of capture and fill in the defaults."""
-    opts: dict[str, Any] = {
-        "steps": None, "step_bins": 1, "layers": None, "per_layer": False, "heads": "mean", "uncond": False,
-    }
-    if options is True:
-        return opts
-    if not isinstance(options, dict):
-        raise TypeError(f"attention must be True, False or a dict with keys {list(OPTIONS)}, got {options!r}")
-    unknown = sorted(set(options) - set(OPTIONS))
-    if unknown:
-        raise ValueError(f"unknown attention option(s) {unknown}; valid: {list(OPTIONS)}")
-    opts.update(options)
-    if opts["steps"] is not None:
-        start, end = opts["steps"]
-        if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end):
-            raise ValueError(f"attention steps must be (start, end) with 0 <= start < end, got {opts['steps']}")
-    if not isinstance(opts["step_bins"], int) or opts["step_bins"] < 1:
-        raise ValueError(f"step_bins must be a positive int, got {opts['step_bins']!r}")
-    heads = opts["heads"]
-    if heads not in ("mean", "max") and not isinstance(heads, int):
-        raise ValueError(f"heads must be 'mean', 'max' or a head index, got {heads!r}")
-    return opts
+from sdviz.attention_maps import AttentionMaps, AttentionOptions
 
 
 def attention_probs(attn: Any, hidden_states: torch.Tensor, context: torch.Tensor, heads: str | int) -> torch.Tensor:
@@ -71,7 +44,7 @@ class MapRecorder:
                 x = hidden_states
                 if x.ndim == 4:  # (B, C, H, W) -> (B, HW, C)
                     x = x.flatten(2).transpose(1, 2)
-                self.capture.add(attention_probs(attn, x, encoder_hidden_states, self.capture.options["heads"]),
+                self.capture.add(attention_probs(attn, x, encoder_hidden_states, self.capture.options.heads),
                                  self.factor)
         return out
 
@@ -83,17 +56,14 @@ class AttentionCapture:
 
     Args:
         unet: the pipeline's UNet (a diffusers `UNet2DConditionModel`).
-        options: True or a dict: `steps` (start, end) evaluations to record, `step_bins` ranges to keep apart,
-            `layers` (name prefixes such as "down", "up_blocks.1", or downsampling factors 1, 2, 4, ...),
-            `per_layer` (one map per downsampling factor), `heads` ("mean", "max" or an index),
-            `uncond` (also keep the unconditional half of classifier-free guidance).
+        options: True, a dict of `AttentionOptions` fields, or an `AttentionOptions`.
         guidance: returns whether the running pipeline uses classifier-free guidance.
         num_evals: given the first timestep the UNet sees, returns how many evaluations the run will make.
     """
 
-    def __init__(self, unet: Any, options: bool | dict, guidance: Any, num_evals: Any) -> None:
+    def __init__(self, unet: Any, options: bool | dict | AttentionOptions, guidance: Any, num_evals: Any) -> None:
         self.unet = unet
-        self.options = parse_options(options)
+        self.options = AttentionOptions.parse(options)
         self.guidance = guidance
         self.num_evals = num_evals
         self._saved: dict[str, Any] | None = None
@@ -119,7 +89,7 @@ class AttentionCapture:
         for name, proc in self._saved.items():
             layer = name.removesuffix(".processor")
             factor = layer_factor(layer, self.unet.config)
-            keep = layer.endswith("attn2") and _wanted(layer, factor, self.options["layers"])
+            keep = layer.endswith("attn2") and _wanted(layer, factor, self.options.layers)
             procs[name] = MapRecorder(proc, self, factor) if keep else proc
         self.unet.set_attn_processor(procs)
         self._handle = self.unet.register_forward_pre_hook(self._on_unet, with_kwargs=True)
@@ -139,7 +109,7 @@ class AttentionCapture:
         self.eval_index += 1
         if self.eval_index == 0:
             t = kwargs.get("timestep", args[1] if len(args) > 1 else None)
-            self.bins = _bins(self.options["steps"], self.num_evals(t), self.options["step_bins"])
+            self.bins = _bins(self.options.steps, self.num_evals(t), self.options.step_bins)
         self._bin = next((i for i, (a, b) in enumerate(self.bins) if a <= self.eval_index < b), -1)
         self.recording = self._bin >= 0
 
@@ -153,9 +123,9 @@ class AttentionCapture:
         if (hl, wl) != (h, w):
             maps = F.interpolate(maps, size=(h, w), mode="bilinear", align_corners=False)  # (B, T, h, w)
         uncond, cond = maps.chunk(2) if self.guidance() and maps.shape[0] % 2 == 0 else (None, maps)
-        key = (self._bin, str(factor) if self.options["per_layer"] else "all")
+        key = (self._bin, str(factor) if self.options.per_layer else "all")
         _accumulate(self.sums, key, cond)
-        if self.options["uncond"] and uncond is not None:
+        if self.options.uncond and uncond is not None:
             _accumulate(self.uncond, key, uncond)
         self.counts[key] = self.counts.get(key, 0) + 1
 
@@ -180,12 +150,9 @@ class AttentionCapture:
             counts[b, gi] = n
             if uncond is not None and (b, g) in self.uncond:
                 uncond[b, gi] = self.uncond[(b, g)].cpu()
-        options = dict(self.options)
-        options["layers"] = list(options["layers"]) if options["layers"] is not None else None
-        options["steps"] = list(options["steps"]) if options["steps"] is not None else None
         return AttentionMaps(
             sums=sums, counts=counts, bins=self.bins, groups=groups, tokens=tokens,
-            image_size=image_size, uncond_sums=uncond, options=options,
+            image_size=image_size, uncond_sums=uncond, options=self.options,
         )
 
 

@@ -1,32 +1,72 @@
-"""AttentionMaps: per-token cross-attention maps of a run, aggregated over steps and layers (pure data)."""
+"""AttentionMaps: per-token cross-attention maps of a run, aggregated over steps and layers, and the options
+that chose what to record (pure data)."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from sdviz.tokens import words_of
 
-def words_of(tokens: list[str]) -> list[tuple[str, list[int]]]:
-    """Group BPE tokens into words, `[(word, [positions]), ...]`, skipping start, end and padding tokens."""
-    out: list[tuple[str, list[int]]] = []
-    pieces: list[str] = []
-    positions: list[int] = []
-    for pos, tok in enumerate(tokens):
-        if tok == "<|startoftext|>":
-            continue
-        if tok == "<|endoftext|>":
-            break
-        pieces.append(tok.removesuffix("</w>"))
-        positions.append(pos)
-        if tok.endswith("</w>"):
-            out.append(("".join(pieces), positions))
-            pieces, positions = [], []
-    if pieces:
-        out.append(("".join(pieces), positions))
-    return out
+
+@dataclass
+class AttentionOptions:
+    """What `capture(attention=...)` records.
+
+    Attributes:
+        steps: the UNet evaluations [start, end) to record; all when None.
+        step_bins: how many step ranges to keep apart (one sum each).
+        layers: name prefixes ("down", "up_blocks.1") or downsampling factors (1, 2, 4) of the layers to
+            record; all when None.
+        per_layer: keep one map per downsampling factor instead of one for all layers.
+        heads: "mean", "max" or a head index.
+        uncond: also keep the unconditional half of classifier-free guidance.
+    """
+
+    steps: tuple[int, int] | None = None
+    step_bins: int = 1
+    layers: list[str | int] | None = None
+    per_layer: bool = False
+    heads: str | int = "mean"
+    uncond: bool = False
+
+    def __post_init__(self) -> None:
+        if self.steps is not None:
+            start, end = self.steps
+            if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end):
+                raise ValueError(f"attention steps must be (start, end) with 0 <= start < end, got {self.steps}")
+            self.steps = (start, end)
+        if not isinstance(self.step_bins, int) or self.step_bins < 1:
+            raise ValueError(f"step_bins must be a positive int, got {self.step_bins!r}")
+        if self.heads not in ("mean", "max") and not isinstance(self.heads, int):
+            raise ValueError(f"heads must be 'mean', 'max' or a head index, got {self.heads!r}")
+        if self.layers is not None:
+            self.layers = list(self.layers)
+
+    @classmethod
+    def parse(cls, options: bool | dict | AttentionOptions) -> AttentionOptions:
+        """Return the options that `True`, a dict of fields, or an `AttentionOptions` stands for."""
+        if isinstance(options, cls):
+            return options
+        if options is True:
+            return cls()
+        names = [f.name for f in dataclasses.fields(cls)]
+        if not isinstance(options, dict):
+            raise TypeError(f"attention must be True, False or a dict with keys {names}, got {options!r}")
+        unknown = sorted(set(options) - set(names))
+        if unknown:
+            raise ValueError(f"unknown attention option(s) {unknown}; valid: {names}")
+        return cls(**options)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the options as plain JSON values."""
+        d = dataclasses.asdict(self)
+        d["steps"] = list(self.steps) if self.steps is not None else None
+        return d
 
 
 @dataclass(eq=False)
@@ -45,6 +85,7 @@ class AttentionMaps:
         tokens: per image of the batch, the token strings (77) of its prompt.
         image_size: (height, width) of the images in pixels.
         uncond_sums: the same for the unconditional half of classifier-free guidance, when asked for.
+        options: what was asked to be recorded.
     """
 
     sums: torch.Tensor
@@ -54,7 +95,7 @@ class AttentionMaps:
     tokens: list[list[str]]
     image_size: tuple[int, int]
     uncond_sums: torch.Tensor | None = None
-    options: dict[str, Any] = field(default_factory=dict)
+    options: AttentionOptions = field(default_factory=AttentionOptions)
 
     @property
     def latent_size(self) -> tuple[int, int]:
@@ -177,7 +218,7 @@ class AttentionMaps:
             "groups": self.groups,
             "tokens": self.tokens,
             "image_size": list(self.image_size),
-            "options": self.options,
+            "options": self.options.to_dict(),
         }
         return tensors, meta
 
@@ -192,5 +233,5 @@ class AttentionMaps:
             tokens=meta["tokens"],
             image_size=tuple(meta["image_size"]),
             uncond_sums=tensors.get("uncond_sums"),
-            options=meta.get("options", {}),
+            options=AttentionOptions.parse(meta.get("options") or {}),
         )

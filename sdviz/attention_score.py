@@ -10,10 +10,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from sdviz.capture import capture
+from sdviz.capturing.hooks import capture
 from sdviz.train.checker import glyph_mask
 from sdviz.train.data import caption
-from sdviz.train.evaluation import EVAL_SEED, eval_prompts, using_scheduler
+from sdviz.schedulers import use_scheduler
+from sdviz.train.evaluation import EVAL_SEED, eval_prompts
 
 # Word positions in "a {fg} {kind} {char} on a {bg} background", by the role each word plays.
 ROLES = {"glyph colour": 1, "character": 3, "background colour": 6, "background": 7}
@@ -83,7 +84,8 @@ def score_attention(
     jobs = [(p, EVAL_SEED + 1000 * k) for k, p in enumerate(eval_prompts(n_prompts))]
     per_role: dict[str, list[float]] = {r: [] for r in ROLES}
     t0 = time.time()
-    with using_scheduler(pipe, scheduler):
+    pipe.set_progress_bar_config(disable=True)
+    with use_scheduler(pipe, scheduler):
         for i in tqdm(range(0, len(jobs), batch_size), desc="attention", disable=not progress):
             chunk = jobs[i : i + batch_size]
             gens = [torch.Generator().manual_seed(s) for _, s in chunk]

@@ -1,4 +1,8 @@
-"""The `sdviz` command; each subcommand lives in `sdviz/commands/<name>.py` and registers itself."""
+"""The `sdviz` command; each subcommand lives in `sdviz/commands/<name>.py` and registers itself.
+
+Registering a command imports only argparse: a command's heavy modules (torch, diffusers) load when it runs,
+so `sdviz --help` and `sdviz --version` start at once.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,13 @@ import argparse
 import importlib
 import sys
 
+from sdviz._version import __version__
+
 COMMANDS = ("generate", "compare", "report", "schedulers", "train", "evaluate")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser of the `sdviz` command with every subcommand."""
-    from sdviz import __version__
-
     parser = argparse.ArgumentParser(
         prog="sdviz",
         description="See inside Stable Diffusion: generate, capture every step, and draw it.",

@@ -6,21 +6,20 @@ import contextlib
 import os
 import re
 import tempfile
-from importlib import resources
 from pathlib import Path
 from typing import Literal
 
 import torch
 from diffusers import StableDiffusionPipeline
 
+from sdviz.checkpoints import checkpoint_config, embedded_path
+from sdviz.quiet import quiet
+
+__all__ = ["CHECKPOINT_SUFFIXES", "EMBEDDED_ID", "embedded_path", "load_pipeline", "resolve_device"]
+
 EMBEDDED_ID = "sdviz/embedded"
 CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
-def embedded_path() -> Path:
-    """Return the folder of the embedded default model inside the installed package."""
-    return Path(str(resources.files("sdviz").joinpath("embedded")))
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -128,37 +127,15 @@ def _load_hub(repo_id: str, kwargs: dict) -> StableDiffusionPipeline:
         ) from None
 
 
-def _checkpoint_keys(path: Path) -> tuple[set[str], dict[str, tuple[int, ...]]]:
-    """Read a checkpoint's tensor names and shapes without running any pickle code."""
-    if path.suffix == ".safetensors":
-        from safetensors import safe_open
-
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                return set(f.keys()), {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-        except Exception as e:  # noqa: BLE001 - safetensors raises several types for a bad file
-            raise ValueError(f"{path} is not a readable .safetensors file: {e}") from None
-    raise AssertionError("only called for .safetensors")
-
-
-def _ckpt_to_safetensors(path: Path) -> Path:
-    """Load a .ckpt with `weights_only=True` (no arbitrary pickle code) and rewrite it as safetensors."""
-    from safetensors.torch import save_file
+def _safetensors_keys(path: Path) -> set[str]:
+    """Read a safetensors file's tensor names from its header."""
+    from safetensors import safe_open
 
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch raises UnpicklingError, RuntimeError, ...
-        raise ValueError(
-            f"{path} could not be read as a weights-only checkpoint ({type(e).__name__}); sdviz never unpickles "
-            "arbitrary objects: convert it to .safetensors where you trust it"
-        ) from None
-    state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
-    if not isinstance(state, dict):
-        raise ValueError(f"{path} holds no state dict")
-    tensors = {k: v.contiguous() for k, v in state.items() if isinstance(v, torch.Tensor)}
-    out = Path(tempfile.mkdtemp(prefix="sdviz-ckpt-")) / (path.stem + ".safetensors")
-    save_file(tensors, str(out))
-    return out
+        with safe_open(str(path), framework="pt") as f:
+            return set(f.keys())
+    except Exception as e:  # noqa: BLE001 - safetensors raises several types for a bad file
+        raise ValueError(f"{path} is not a readable .safetensors file: {e}") from None
 
 
 def _load_single_file(path: Path, config: str | os.PathLike | None, kwargs: dict) -> StableDiffusionPipeline:
@@ -167,42 +144,24 @@ def _load_single_file(path: Path, config: str | os.PathLike | None, kwargs: dict
             f"{path} is a {path.suffix or 'suffix-less'} file; load_pipeline takes a diffusers folder, a hub id, "
             f"or a single original-layout checkpoint ending in {' or '.join(CHECKPOINT_SUFFIXES)}"
         )
-    file = _ckpt_to_safetensors(path) if path.suffix == ".ckpt" else path
-    keys, shapes = _checkpoint_keys(file)
-    if not any(k.startswith("model.diffusion_model.") for k in keys):
-        raise ValueError(
-            f"{path} is not an original-layout Stable Diffusion checkpoint (no 'model.diffusion_model.*' keys); "
-            "for diffusers-format weights pass their folder instead"
-        )
-    if config is None:
-        config = _config_for(shapes)
-    import logging
+    from safetensors.torch import save_file
 
+    from sdviz.models.convert import UNET_PREFIX, read_checkpoint
     from sdviz.tokenizer import load_tokenizer
 
-    # diffusers warns about modules "to keep in float32" on every cast of a single-file model, even when there are none
-    log = logging.getLogger("diffusers.models.modeling_utils")
-    level = log.level
-    log.setLevel(logging.ERROR)
-    try:
-        return StableDiffusionPipeline.from_single_file(
-            str(file), config=str(config), local_files_only=True, tokenizer=load_tokenizer(), **kwargs
-        )
-    finally:
-        log.setLevel(level)
-
-
-def _config_for(shapes: dict[str, tuple[int, ...]]) -> Path:
-    """Pick the bundled configs whose UNet matches the checkpoint's first convolution."""
-    conv_in = shapes.get("model.diffusion_model.input_blocks.0.0.weight")
-    embedded_conv = _embedded_conv_in_shape()
-    if conv_in == embedded_conv:
-        return embedded_path()
-    return Path(str(resources.files("sdviz").joinpath("configs/sd15")))
-
-
-def _embedded_conv_in_shape() -> tuple[int, ...]:
-    import json
-
-    cfg = json.loads((embedded_path() / "unet" / "config.json").read_text())
-    return (cfg["block_out_channels"][0], cfg["in_channels"], 3, 3)
+    with tempfile.TemporaryDirectory(prefix="sdviz-ckpt-") as tmp:
+        file = path
+        if path.suffix == ".ckpt":  # from_single_file would unpickle it: hand it safetensors instead
+            file = Path(tmp) / (path.stem + ".safetensors")
+            save_file({k: v.contiguous() for k, v in read_checkpoint(path).items()}, str(file))
+        if not any(k.startswith(UNET_PREFIX) for k in _safetensors_keys(file)):
+            raise ValueError(
+                f"{path} is not an original-layout Stable Diffusion checkpoint (no 'model.diffusion_model.*' keys); "
+                "for diffusers-format weights pass their folder instead"
+            )
+        # diffusers warns about modules "to keep in float32" on every cast of a single-file model, even when none
+        with quiet("diffusers.models.modeling_utils"):
+            return StableDiffusionPipeline.from_single_file(
+                str(file), config=str(config or checkpoint_config(file)), local_files_only=True,
+                tokenizer=load_tokenizer(), **kwargs,
+            )

@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from sdviz import plot
-from sdviz.preview import LatentRGB
+from sdviz.latent_rgb import LatentRGB
 from sdviz.trace import Trace
 
 _CSS = """
@@ -60,12 +60,12 @@ def _meta(trace: Trace) -> str:
         ("seed", str(trace.seed)),
         ("size", f"{trace.width} x {trace.height}"),
     ]
-    if "wall_time" in trace.info:
-        rows.append(("wall time", f"{trace.info['wall_time']:.2f} s"))
-    if trace.info.get("img2img"):
-        rows.append(("img2img strength", f"{trace.info['strength']:g}"))
+    if trace.wall_time is not None:
+        rows.append(("wall time", f"{trace.wall_time:.2f} s"))
+    if trace.img2img is not None:
+        rows.append(("img2img strength", f"{trace.img2img.strength:g}"))
     if not trace.complete:
-        rows.append(("state", "incomplete: " + str(trace.info.get("error", "interrupted"))))
+        rows.append(("state", "incomplete: " + (trace.error or "interrupted")))
     cells = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>" for k, v in rows)
     return f'<dl class="meta">{cells}</dl>'
 
@@ -96,15 +96,14 @@ def render_report(trace: Trace, *, preview: LatentRGB | None = None, strip_steps
 
     Args:
         trace: the run.
-        preview: a latent -> RGB map for x_t and x0 pictures; the one stored in the trace
-            (`trace.info["latent_rgb"]`) when None, else false colour.
+        preview: a latent -> RGB map for x_t and x0 pictures; the trace's own (`trace.latent_rgb`) when None,
+            else false colour.
         strip_steps: how many steps the step strip shows.
 
     Returns:
         The page, self-contained: every image is embedded.
     """
-    if preview is None and "latent_rgb" in trace.info:
-        preview = LatentRGB.from_json(trace.info["latent_rgb"])
+    preview = preview or trace.latent_rgb
     parts = [f"<h1>{html.escape(trace.prompt)}</h1>", '<div class="hero">']
     if trace.image is not None:
         parts.append(f'<img class="final" src="{_image_uri(trace.image)}" alt="final image">')

@@ -1,22 +1,92 @@
-"""What a scheduler does to the noise: its timesteps and sigmas per UNet evaluation, and the training process.
+"""The maths of noise levels, below everything that runs a scheduler: sigma of a timestep, x0 from any
+prediction type, the training noise schedule, SD 1.5's scheduler config, and the `Schedule` record.
 
-`simulate` steps a built scheduler without a UNet; `sdviz.schedulers.schedule` builds one by name and calls
-it. `forward_process` gives alpha_bar(t) and SNR(t) of the training noise schedules.
+Plain torch: no diffusers, so what draws a schedule can import this without the scheduler registry.
 """
 
 from __future__ import annotations
 
-import contextlib
-import difflib
-import inspect
-import logging
 import math
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from diffusers.schedulers.scheduling_utils import SchedulerMixin
+
+from sdviz.suggest import did_you_mean
+
+# SD 1.5's scheduler config, as shipped with runwayml/stable-diffusion-v1-5.
+SD15_SCHEDULER_CONFIG: dict[str, Any] = {
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "num_train_timesteps": 1000,
+    "steps_offset": 1,
+    "clip_sample": False,
+    "set_alpha_to_one": False,
+    "skip_prk_steps": True,
+    "trained_betas": None,
+}
+BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
+
+
+def sigma_at(alphas_cumprod: torch.Tensor, t: float) -> float:
+    """Return sqrt((1 - alpha_bar) / alpha_bar) at timestep t, linear in sigma between integer timesteps.
+
+    Args:
+        alphas_cumprod: (T,) alpha_bar of the training schedule.
+        t: a timestep in [0, T - 1], possibly fractional (clamped to the range).
+
+    Returns:
+        The noise level in the variance-exploding convention x = x0 + sigma * eps.
+    """
+    sig = ((1 - alphas_cumprod) / alphas_cumprod).sqrt()
+    lo = min(max(int(math.floor(t)), 0), len(sig) - 1)
+    hi = min(lo + 1, len(sig) - 1)
+    w = t - lo
+    return float(sig[lo] * (1 - w) + sig[hi] * w)
+
+
+def predict_x0(
+    sample: torch.Tensor, model_output: torch.Tensor, sigma: float, *, prediction_type: str, karras_scale: bool
+) -> torch.Tensor:
+    """Compute the clean latents a UNet output implies at noise level `sigma`.
+
+    Args:
+        sample: the latents given to `scheduler.step` (x_t).
+        model_output: the (guided) UNet output.
+        sigma: the noise level, sqrt((1 - alpha_bar) / alpha_bar).
+        prediction_type: "epsilon", "v_prediction" or "sample".
+        karras_scale: True for schedulers whose latents are x0 + sigma * eps (Euler, Heun, LMS, ...:
+            `init_noise_sigma` > 1), False for sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) eps (DDIM, DPM-Solver, ...).
+
+    Returns:
+        The predicted x0, in the scale of the VAE's latents.
+    """
+    if prediction_type == "sample":
+        return model_output
+    c = 1.0 / math.sqrt(sigma**2 + 1.0)  # sqrt(alpha_bar)
+    if karras_scale:
+        if prediction_type == "epsilon":
+            return sample - sigma * model_output
+        if prediction_type == "v_prediction":
+            return model_output * (-sigma * c) + sample * c**2
+    else:
+        if prediction_type == "epsilon":
+            return (sample - sigma * c * model_output) / c
+        if prediction_type == "v_prediction":
+            return c * sample - sigma * c * model_output
+    raise ValueError(f"prediction_type {prediction_type!r} is not one of 'epsilon', 'v_prediction', 'sample'")
+
+
+def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Return SD's sinusoidal embedding of timesteps `t` (B,): (B, dim) float32, cosines first.
+
+    The positional encoding of Vaswani et al. 2017, sec. 3.5, with frequencies 10000^(-i / (dim / 2)), computed
+    in float32 as diffusers' `get_timestep_embedding(flip_sin_to_cos=True, downscale_freq_shift=0)` does.
+    """
+    half = dim // 2
+    angles = t.float()[:, None] * torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32) / half)
+    return torch.nn.functional.pad(torch.cat([angles.cos(), angles.sin()], dim=-1), (0, dim % 2))
 
 
 @dataclass
@@ -73,100 +143,6 @@ class ForwardProcess:
     sigmas: torch.Tensor
 
 
-def simulate(sched: SchedulerMixin, steps: int, *, order: int, stochastic: bool) -> Schedule:
-    """Step a fresh scheduler as `StableDiffusionPipeline` does, without a UNet, and record its schedule.
-
-    Per UNet evaluation: `scale_model_input`, then `step` with a zero model output and the pipeline's extra
-    arguments (eta = 0, a generator), on a one-element float64 sample.
-
-    Args:
-        sched: a scheduler not used yet (its state advances).
-        steps: the number of inference steps.
-        order: the method's order, recorded in the result.
-        stochastic: whether it draws fresh noise, recorded in the result.
-
-    Returns:
-        A `Schedule`.
-    """
-    sched.set_timesteps(steps, device="cpu")
-    timesteps = sched.timesteps.detach().to("cpu", torch.float64).clone()
-    alphas_cumprod = sched.alphas_cumprod.to(torch.float64)
-    scaled = float(sched.init_noise_sigma) != 1.0
-    own = getattr(sched, "sigmas", None)
-    own = own.to(torch.float64) if own is not None and len(own) == len(timesteps) + 1 else None
-    kw = _step_kwargs(sched)
-    sample = torch.ones(1, 1, 1, 1, dtype=torch.float64)
-    sigmas = []
-    for i, t in enumerate(sched.timesteps):
-        c_in = float(sched.scale_model_input(sample, t).flatten()[0])
-        if scaled:
-            sigmas.append(math.sqrt(max(1.0 / c_in**2 - 1.0, 0.0)))
-        elif own is not None:
-            sigmas.append(float(own[i]))
-        else:
-            sigmas.append(_sigma_at(alphas_cumprod, float(t)))
-        sched.step(torch.zeros_like(sample), t, sample, **kw)
-    return Schedule(
-        name=type(sched).__name__,
-        steps=steps,
-        timesteps=timesteps,
-        sigmas=torch.tensor(sigmas, dtype=torch.float64),
-        final_sigma=_final_sigma(sched, alphas_cumprod),
-        order=order,
-        num_unet_evals=len(timesteps),
-        stochastic=stochastic,
-        config=dict(sched.config),
-    )
-
-
-@contextlib.contextmanager
-def quiet():
-    """Silence diffusers' and torchsde's warnings while a schedule is simulated, restoring the level."""
-    log = logging.getLogger("diffusers")
-    level = log.level
-    log.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        log.setLevel(level)
-
-
-def _step_kwargs(sched: SchedulerMixin) -> dict[str, Any]:
-    """Return the extra `step` arguments StableDiffusionPipeline passes (eta = 0, a generator)."""
-    accepted = set(inspect.signature(sched.step).parameters)
-    kw: dict[str, Any] = {}
-    if "eta" in accepted:
-        kw["eta"] = 0.0
-    if "generator" in accepted:
-        kw["generator"] = torch.Generator().manual_seed(0)
-    return kw
-
-
-def _sigma_at(alphas_cumprod: torch.Tensor, t: float) -> float:
-    """Return sqrt((1 - alpha_bar) / alpha_bar) at timestep t, linear in sigma between integer timesteps."""
-    sig = ((1 - alphas_cumprod) / alphas_cumprod).sqrt()
-    lo = min(max(int(math.floor(t)), 0), len(sig) - 1)
-    hi = min(lo + 1, len(sig) - 1)
-    w = t - lo
-    return float(sig[lo] * (1 - w) + sig[hi] * w)
-
-
-def _final_sigma(sched: SchedulerMixin, alphas_cumprod: torch.Tensor) -> float:
-    """Return the noise level left after the last step."""
-    name = type(sched).__name__
-    if getattr(sched, "sigmas", None) is not None:
-        return float(sched.sigmas[-1])
-    if name in ("DDPMScheduler", "DDPMParallelScheduler", "LCMScheduler"):
-        return 0.0  # DDPM steps to alpha_bar = 1; LCM returns its denoised sample at the last step
-    if name == "TCDScheduler":
-        ab = alphas_cumprod[0]  # TCD's last step lands on s = floor((1 - eta) * 0) = 0
-    else:
-        ab = sched.final_alpha_cumprod.to(torch.float64)
-    return float(((1 - ab) / ab).sqrt())
-
-
 def forward_process(
     beta_schedule: str = "scaled_linear",
     num_train_timesteps: int = 1000,
@@ -202,10 +178,10 @@ def forward_process(
         f = torch.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
         betas = (1 - f[1:] / f[:-1]).clamp(max=0.999)
     else:
-        choices = ["linear", "scaled_linear", "squaredcos_cap_v2"]
-        match = difflib.get_close_matches(beta_schedule, choices, n=1)
-        hint = f" (did you mean {match[0]!r}?)" if match else ""
-        raise ValueError(f"unknown beta_schedule {beta_schedule!r}{hint}; use one of {choices}")
+        raise ValueError(
+            f"unknown beta_schedule {beta_schedule!r}{did_you_mean(beta_schedule, BETA_SCHEDULES)}; "
+            f"use one of {list(BETA_SCHEDULES)}"
+        )
     alphas_cumprod = torch.cumprod(1 - betas, 0)
     snr = alphas_cumprod / (1 - alphas_cumprod)
     return ForwardProcess(beta_schedule, betas, alphas_cumprod, snr, snr.rsqrt())

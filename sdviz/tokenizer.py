@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import functools
 import gzip
+import hashlib
 import json
 import os
+import shutil
 import tempfile
 from importlib import resources
 from pathlib import Path
 
 from transformers import CLIPTokenizer
 
-from sdviz.trace import TokenInfo
+from sdviz.tokens import BOS, EOS, TokenInfo
 
 MODEL_MAX_LENGTH = 77
-BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 _N_MERGES = 49152 - 256 - 2
+_FILES_VERSION = 1  # bump when write_tokenizer_files writes something else: the cached folder's name changes
 
 
 def bytes_to_unicode() -> dict[int, str]:
@@ -38,11 +40,14 @@ def vocabulary() -> tuple[dict[str, int], list[str]]:
     Returns:
         `(vocab, merges)`: token -> id, and the merge lines in rank order ("a b").
     """
-    raw = resources.files("sdviz").joinpath("data/bpe_simple_vocab_16e6.txt.gz").read_bytes()
-    merges = gzip.decompress(raw).decode("utf-8").split("\n")[1 : _N_MERGES + 1]
+    merges = gzip.decompress(_bundled_vocabulary()).decode("utf-8").split("\n")[1 : _N_MERGES + 1]
     symbols = list(bytes_to_unicode().values())
     tokens = symbols + [s + "</w>" for s in symbols] + ["".join(m.split()) for m in merges] + [BOS, EOS]
     return {t: i for i, t in enumerate(tokens)}, merges
+
+
+def _bundled_vocabulary() -> bytes:
+    return resources.files("sdviz").joinpath("data/bpe_simple_vocab_16e6.txt.gz").read_bytes()
 
 
 def write_tokenizer_files(folder: str | os.PathLike) -> Path:
@@ -77,14 +82,17 @@ def write_tokenizer_files(folder: str | os.PathLike) -> Path:
 
 @functools.lru_cache(maxsize=1)
 def _cached_folder() -> str:
-    folder = Path(tempfile.gettempdir()) / f"sdviz-clip-tokenizer-{os.getuid() if hasattr(os, 'getuid') else 0}"
-    if not (folder / "merges.txt").exists():
+    # named by the content it is built from, so a changed vocabulary or file layout never reads a stale folder
+    digest = hashlib.sha256(_bundled_vocabulary() + f"files:{_FILES_VERSION}".encode()).hexdigest()[:16]
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    folder = Path(tempfile.gettempdir()) / f"sdviz-clip-tokenizer-{uid}-{digest}"
+    if not folder.is_dir():
         tmp = Path(tempfile.mkdtemp(prefix="sdviz-tok-"))
         write_tokenizer_files(tmp)
         try:
-            tmp.replace(folder)
+            tmp.replace(folder)  # atomic: the folder is complete or absent
         except OSError:  # another process got there first
-            pass
+            shutil.rmtree(tmp, ignore_errors=True)
     return str(folder)
 
 

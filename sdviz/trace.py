@@ -1,7 +1,7 @@
-"""What a captured run holds: `TokenInfo`, `Step`, `Trace`; saved as safetensors with JSON metadata.
+"""What a captured run holds: `Step`, `Trace` and its typed records; saved as safetensors with JSON metadata.
 
-This module imports nothing of sdviz but the pure-data `attention_maps`, so everything that draws can
-depend on it alone.
+This module imports nothing of sdviz but the pure-data leaves (`tokens`, `attention_maps`, `latent_rgb`,
+`_version`), so everything that draws can depend on it alone.
 """
 
 from __future__ import annotations
@@ -21,53 +21,36 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from sdviz.attention_maps import AttentionMaps, words_of
+from sdviz._version import __version__
+from sdviz.attention_maps import AttentionMaps
+from sdviz.latent_rgb import LatentRGB
+from sdviz.tokens import TokenInfo
 
 FORMAT = "sdviz-trace"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: typed records instead of the `info` dict of version 1 (still read)
 STEP_FIELDS = ("latents", "x0", "noise_pred", "noise_pred_text", "noise_pred_uncond")
 
 
 @dataclass
-class TokenInfo:
-    """What CLIP sees of one prompt.
+class Kept:
+    """What a capture kept of each step.
 
     Attributes:
-        prompt: the text as given.
-        input_ids: the padded ids (length `model_max_length`, 77 for SD).
-        attention_mask: 1 for the start token, the prompt's tokens and the end token; 0 for padding.
-        tokens: the BPE token string of every position (`"cat</w>"`).
-        truncated_ids: ids cut off because the prompt was too long.
-        truncated: the token strings cut off.
+        fields: the step fields kept (see `STEP_FIELDS`).
+        every: the tensors of every k-th step (and of the last) were kept.
+        dtype: the dtype of the kept tensors, e.g. "float32".
     """
 
-    prompt: str
-    input_ids: list[int]
-    attention_mask: list[int]
-    tokens: list[str]
-    truncated_ids: list[int] = field(default_factory=list)
-    truncated: list[str] = field(default_factory=list)
+    fields: list[str] = field(default_factory=lambda: list(STEP_FIELDS))
+    every: int = 1
+    dtype: str = "float32"
 
-    def __repr__(self) -> str:
-        cut = f", truncated={self.truncated}" if self.truncated else ""
-        return f"TokenInfo({self.prompt!r}, tokens={self.tokens[: self.length]}{cut})"
 
-    @property
-    def length(self) -> int:
-        """Number of positions that are not padding (start and end tokens included)."""
-        return int(sum(self.attention_mask))
+@dataclass
+class Img2Img:
+    """How an img2img run started: `strength` of the noise added to the initial image (0 to 1)."""
 
-    @property
-    def unique(self) -> list[tuple[str, int]]:
-        """The distinct tokens of the unpadded prompt with their ids, in order of first appearance."""
-        seen: dict[int, str] = {}
-        for tok, i in zip(self.tokens[: self.length], self.input_ids[: self.length], strict=True):
-            seen.setdefault(i, tok)
-        return [(t, i) for i, t in seen.items()]
-
-    def words(self) -> list[tuple[str, list[int]]]:
-        """Group the prompt's BPE tokens into words: `[(word, [positions]), ...]`, start/end tokens excluded."""
-        return words_of(self.tokens[: self.length])
+    strength: float
 
 
 @dataclass
@@ -125,7 +108,14 @@ class Trace:
         image: the final image (the first of a batch; see `images`).
         complete: False when the run was interrupted or raised.
         attention: per-token cross-attention maps, when captured.
-        info: everything else: wall time, UNet evaluations, strength, dtype, prompts of a batch.
+        prompts: every prompt of a batch.
+        kept: what the capture kept of each step.
+        unet_evals: UNet forward calls of the run.
+        wall_time: seconds the run took, when measured.
+        error: the exception that stopped an incomplete run, as "Type: message".
+        img2img: set when the run started from an image.
+        compare_key: the (scheduler, steps) key of a run made by `sdviz.compare`.
+        latent_rgb: a latent -> RGB map fitted to the run's VAE, for drawing latents in colour.
     """
 
     prompt: str = ""
@@ -146,7 +136,14 @@ class Trace:
     images: list[Image.Image] = field(default_factory=list)
     complete: bool = True
     attention: AttentionMaps | None = None
-    info: dict[str, Any] = field(default_factory=dict)
+    prompts: list[str] = field(default_factory=list)
+    kept: Kept = field(default_factory=Kept)
+    unet_evals: int = 0
+    wall_time: float | None = None
+    error: str | None = None
+    img2img: Img2Img | None = None
+    compare_key: tuple[str, int] | None = None
+    latent_rgb: LatentRGB | None = None
 
     @property
     def image(self) -> Image.Image | None:
@@ -257,8 +254,6 @@ def _image_to_tensor(img: Image.Image) -> torch.Tensor:
 
 def _flatten(trace: Trace) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Split a trace into named contiguous tensors and JSON metadata."""
-    from sdviz import __version__
-
     tensors: dict[str, torch.Tensor] = {
         "timesteps": trace.timesteps.detach().cpu(),
         "sigmas": trace.sigmas.detach().cpu(),
@@ -297,13 +292,22 @@ def _flatten(trace: Trace) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         "num_images": len(trace.images),
         "complete": trace.complete,
         "attention": attention_meta,
-        "info": _jsonable(trace.info),
+        "prompts": list(trace.prompts),
+        "kept": dataclasses.asdict(trace.kept),
+        "unet_evals": trace.unet_evals,
+        "wall_time": trace.wall_time,
+        "error": trace.error,
+        "img2img": dataclasses.asdict(trace.img2img) if trace.img2img else None,
+        "compare_key": list(trace.compare_key) if trace.compare_key else None,
+        "latent_rgb": dataclasses.asdict(trace.latent_rgb) if trace.latent_rgb else None,
     }
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     return tensors, meta
 
 
 def _unflatten(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Trace:
+    if meta.get("version", 0) < 2:
+        meta = _from_version_1(meta)
     steps = []
     for i, sm in enumerate(meta["steps"]):
         kw = {k: tensors.get(f"steps.{i}.{k}") for k in STEP_FIELDS}
@@ -333,8 +337,35 @@ def _unflatten(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Trace:
         images=images,
         complete=meta["complete"],
         attention=attention,
-        info=meta["info"],
+        prompts=meta["prompts"],
+        kept=Kept(**meta["kept"]),
+        unet_evals=meta["unet_evals"],
+        wall_time=meta["wall_time"],
+        error=meta["error"],
+        img2img=Img2Img(**meta["img2img"]) if meta["img2img"] else None,
+        compare_key=tuple(meta["compare_key"]) if meta["compare_key"] else None,
+        latent_rgb=LatentRGB(**meta["latent_rgb"]) if meta["latent_rgb"] else None,
     )
+
+
+def _from_version_1(meta: dict[str, Any]) -> dict[str, Any]:
+    """Move version 1's `info` dict into the typed records of version 2."""
+    info = meta.get("info") or {}
+    kept = {k: info[k] for k in ("keep", "every", "dtype") if k in info}
+    if "keep" in kept:
+        kept["fields"] = kept.pop("keep")
+    latent_rgb = json.loads(info["latent_rgb"]) if info.get("latent_rgb") else None
+    return {
+        **meta,
+        "prompts": info.get("prompts", [meta["prompt"]]),
+        "kept": kept,
+        "unet_evals": info.get("unet_evals", len(meta["steps"])),
+        "wall_time": info.get("wall_time"),
+        "error": info.get("error"),
+        "img2img": {"strength": info["strength"]} if info.get("img2img") else None,
+        "compare_key": info.get("compare_key"),
+        "latent_rgb": latent_rgb,
+    }
 
 
 def _jsonable(obj: Any) -> Any:

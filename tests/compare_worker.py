@@ -4,7 +4,7 @@ import sys
 from pathlib import Path
 
 import sdviz
-from sdviz.compare import write_index
+from sdviz.comparison import write_index
 
 pipe = sdviz.load_pipeline(device="cpu")
 pipe.set_progress_bar_config(disable=True)

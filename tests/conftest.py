@@ -5,8 +5,8 @@ from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNe
 from transformers import CLIPTextConfig, CLIPTextModel
 
 import sdviz
+from sdviz.schedules import SD15_SCHEDULER_CONFIG as SCHEDULER_CONFIG
 from sdviz.tokenizer import load_tokenizer
-from sdviz.train.architecture import SCHEDULER_CONFIG
 
 matplotlib.use("Agg")
 # the models under test are tiny: one thread is as fast on an idle machine and far faster on a busy one

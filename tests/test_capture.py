@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import sdviz
-from sdviz.capture import predict_x0
+from sdviz.capturing import predict_x0
 
 PROMPT = "a red letter A on a blue background"
 SINGLE = ["EulerDiscreteScheduler", "DDIMScheduler", "DPMSolverMultistepScheduler", "PNDMScheduler",
@@ -50,7 +50,7 @@ def test_capture_leaves_image_bit_identical(embedded_pipe, name):
 def test_steps_timesteps_sigmas_match_the_scheduler(embedded_pipe, name):
     sched = _sched(embedded_pipe, name)
     trace = sdviz.generate(embedded_pipe, PROMPT, steps=5, scheduler=sched, seed=0)
-    assert len(trace.steps) == len(sched.timesteps) == trace.info["unet_evals"]
+    assert len(trace.steps) == len(sched.timesteps) == trace.unet_evals
     assert trace.num_inference_steps == 5
     torch.testing.assert_close(trace.timesteps, sched.timesteps.float(), rtol=0, atol=1e-4)
     if getattr(sched, "sigmas", None) is not None and len(sched.sigmas) > len(sched.timesteps):
@@ -180,7 +180,7 @@ def test_exception_restores_and_keeps_steps(embedded_pipe):
             embedded_pipe(PROMPT, num_inference_steps=6, callback_on_step_end=_raise_at(2, Boom()))
     _assert_restored(embedded_pipe)
     assert not cap.trace.complete and len(cap.trace.steps) == 3
-    assert "Boom" in cap.trace.info["error"]
+    assert "Boom" in cap.trace.error
 
 
 def test_keyboard_interrupt_keeps_partial_trace(embedded_pipe):
@@ -215,10 +215,10 @@ def test_same_seed_gives_bit_identical_traces(embedded_pipe):
     kw = dict(steps=5, seed=3, scheduler=_sched(embedded_pipe, "EulerAncestralDiscreteScheduler"))
     a = sdviz.generate(embedded_pipe, PROMPT, **kw)
     b = sdviz.generate(embedded_pipe, PROMPT, **kw)
-    a.info.pop("wall_time"), b.info.pop("wall_time")
+    a.wall_time = b.wall_time = None
     assert a == b
     c = sdviz.generate(embedded_pipe, PROMPT, **{**kw, "seed": 4})
-    c.info.pop("wall_time")
+    c.wall_time = None
     assert not a == c
 
 
@@ -226,7 +226,7 @@ def test_img2img(embedded_pipe):
     init = sdviz.generate(embedded_pipe, PROMPT, steps=3, seed=0).image
     trace = sdviz.generate(embedded_pipe, "a green digit 7 on a white background", image=init, strength=0.5,
                            steps=10, seed=0, scheduler=_sched(embedded_pipe, "DDIMScheduler"))
-    assert len(trace.steps) == 5 and trace.info["img2img"] and trace.info["strength"] == 0.5
+    assert len(trace.steps) == 5 and trace.img2img is not None and trace.img2img.strength == 0.5
     assert trace.timesteps[0] < 600 and trace.image.size == (64, 64)
     with pytest.raises(ValueError, match="strength must be in"):
         sdviz.generate(embedded_pipe, PROMPT, image=init, strength=1.5)
@@ -237,4 +237,4 @@ def test_batch_and_non_square(embedded_pipe):
                            seed=0, height=48, width=80)
     assert len(trace.images) == 2 and trace.images[1].size == (80, 48)
     assert trace.steps[0].latents.shape == (2, 4, 6, 10)
-    assert trace.info["prompts"][1].startswith("a black digit")
+    assert trace.prompts[1].startswith("a black digit")

@@ -6,6 +6,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import sdviz
+from sdviz.checkpoints import checkpoint_config, embedded_path
 from sdviz.models import VAE, TextEncoder, UNet, load_original_checkpoint, save_original_checkpoint
 from sdviz.models.convert import TEXT_PREFIX, UNET_PREFIX, VAE_PREFIX, load_state
 
@@ -30,7 +31,7 @@ def test_original_file_has_the_sd_layout(original_file):
 
 
 def test_round_trip_through_our_modules(embedded_pipe, original_file):
-    unet, vae, text = load_original_checkpoint(original_file)
+    unet, vae, text = load_original_checkpoint(original_file, checkpoint_config(original_file))
     assert isinstance(unet, UNet) and isinstance(vae, VAE) and isinstance(text, TextEncoder)
     ours = sdviz.swap(embedded_pipe, unet=unet, vae=vae, text_encoder=text)
     want, got = _image(embedded_pipe), _image(ours)
@@ -48,7 +49,7 @@ def test_round_trip_through_diffusers_single_file(embedded_pipe, original_file):
 def test_ckpt_is_read_weights_only(embedded_pipe, original_file, tmp_path):
     ckpt = tmp_path / "embedded.ckpt"
     torch.save({"state_dict": {**load_file(original_file), "betas": torch.zeros(1000)}}, ckpt)
-    unet, _, _ = load_original_checkpoint(ckpt)  # keys outside the three models are not read
+    unet, _, _ = load_original_checkpoint(ckpt, checkpoint_config(ckpt))  # keys outside the three models are not read
     want = embedded_pipe.unet.state_dict()["conv_in.weight"]
     assert torch.equal(unet.conv_in.weight, want)
 
@@ -63,14 +64,14 @@ def test_missing_key_names_itself(original_file, tmp_path):
     gone = UNET_PREFIX + "output_blocks.1.1.conv.weight"  # the first upsampler
     del state[gone]
     with pytest.raises(ValueError, match=rf"1 missing key\(s\): {gone}"):
-        load_original_checkpoint(_write(state, tmp_path / "m.safetensors"))
+        load_original_checkpoint(_write(state, tmp_path / "m.safetensors"), embedded_path())
 
 
 def test_extra_key_names_itself(original_file, tmp_path):
     state = load_file(original_file)
     state[VAE_PREFIX + "encoder.down.9.block.0.conv1.weight"] = torch.zeros(1)
     with pytest.raises(ValueError, match=r"1 unexpected key\(s\): first_stage_model\.encoder\.down\.9\.block\.0\.conv1"):
-        load_original_checkpoint(_write(state, tmp_path / "x.safetensors"))
+        load_original_checkpoint(_write(state, tmp_path / "x.safetensors"), embedded_path())
 
 
 def test_wrong_shape_names_itself(original_file, tmp_path):
@@ -78,7 +79,7 @@ def test_wrong_shape_names_itself(original_file, tmp_path):
     key = TEXT_PREFIX + "final_layer_norm.weight"
     state[key] = torch.zeros(65)
     with pytest.raises(ValueError, match=r"final_layer_norm\.weight has shape \(65,\), TextEncoder expects \(64,\)"):
-        load_original_checkpoint(_write(state, tmp_path / "s.safetensors"))
+        load_original_checkpoint(_write(state, tmp_path / "s.safetensors"), embedded_path())
 
 
 def test_diffusers_state_errors_name_the_key(embedded_pipe):
@@ -96,8 +97,6 @@ def test_diffusers_state_errors_name_the_key(embedded_pipe):
 def test_config_that_does_not_fit_is_named(original_file, tmp_path):
     import json
     import shutil
-
-    from sdviz.pipeline import embedded_path
 
     folder = shutil.copytree(embedded_path(), tmp_path / "cfg", ignore=shutil.ignore_patterns("*.safetensors"))
     cfg = json.loads((folder / "unet" / "config.json").read_text())

@@ -11,6 +11,7 @@ def test_the_three_notebooks_are_there():
     assert [p.stem for p in NOTEBOOKS] == ["01_pipeline_walkthrough", "02_schedulers", "03_custom_modules"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_top_to_bottom(path, tmp_path, monkeypatch):
     nb = nbformat.read(path, as_version=4)

@@ -116,7 +116,7 @@ def test_compare_grid(embedded_pipe):
     assert set(out) == set(res)
     np.testing.assert_array_equal(out[("heun", 3)].get_array(), np.asarray(res[("heun", 3)].image))
     title = out[("heun", 3)].axes.get_title()
-    assert str(res[("heun", 3)].info["unet_evals"]) in title
+    assert str(res[("heun", 3)].unet_evals) in title
 
 
 def test_guidance(trace):

@@ -12,6 +12,18 @@ def test_linear_map_beats_a_constant_colour(embedded_pipe):
     assert preview.fit_latent_rgb(embedded_pipe.vae) is fit  # cached per model
 
 
+def test_fit_cache_follows_the_weights(embedded_pipe):
+    import copy
+
+    vae = copy.deepcopy(embedded_pipe.vae)
+    fit = preview.fit_latent_rgb(vae, num_samples=8)
+    assert preview.fit_latent_rgb(vae, num_samples=8) is fit  # no weight hashed on a hit
+    with torch.no_grad():
+        vae.decoder.conv_out.bias.add_(0.5)  # changed in place: the fit is stale
+    again = preview.fit_latent_rgb(vae, num_samples=8)
+    assert again is not fit and again.key != fit.key
+
+
 def test_map_against_the_decode_downsampled(embedded_pipe):
     # on the model's own kind of images (glyphs), which the fit never saw
     from sdviz.train.data import GlyphDataset

@@ -58,6 +58,7 @@ def _console_errors(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line or "ERR_FILE" in line]
 
 
+@pytest.mark.slow
 def test_chromium_renders_without_console_errors(trace, tmp_path):
     page = tmp_path / "report.html"
     page.write_text(render_report(trace), encoding="utf-8")
@@ -71,6 +72,7 @@ def test_chromium_renders_without_console_errors(trace, tmp_path):
     assert dom.count("<img") == 6
 
 
+@pytest.mark.slow
 def test_console_error_detection_can_fail(tmp_path):
     bad = tmp_path / "bad.html"
     bad.write_text('<html><body><img src="missing.png"><script>not_defined()</script></body></html>')

@@ -68,21 +68,46 @@ def test_foreign_files(tmp_path):
         Trace.load(tmp_path / "missing.sdviz")
 
 
-def test_newer_format_names_the_upgrade(tmp_path):
-    t = Trace(prompt="p", tokens=TokenInfo("p", [1], [1], ["p"]), steps=[Step(0, 1.0, 1.0)],
-              images=[Image.new("RGB", (2, 2))])
-    path = t.save(tmp_path / "t.sdviz")
+def _rewrite_meta(path, change):
+    """Apply `change` to the sdviz metadata of a trace file, in place."""
     data = path.read_bytes()
     n = int.from_bytes(data[:8], "little")
     header = json.loads(data[8 : 8 + n])
     meta = json.loads(header["__metadata__"]["sdviz"])
-    meta.update(version=FORMAT_VERSION + 1, sdviz_version="9.0.0")
+    change(meta)
     header["__metadata__"]["sdviz"] = json.dumps(meta)
     raw = json.dumps(header).encode()
     raw += b" " * (-len(raw) % 8)
     path.write_bytes(len(raw).to_bytes(8, "little") + raw + data[8 + n :])
+
+
+def test_newer_format_names_the_upgrade(tmp_path):
+    t = Trace(prompt="p", tokens=TokenInfo("p", [1], [1], ["p"]), steps=[Step(0, 1.0, 1.0)],
+              images=[Image.new("RGB", (2, 2))])
+    path = t.save(tmp_path / "t.sdviz")
+    _rewrite_meta(path, lambda meta: meta.update(version=FORMAT_VERSION + 1, sdviz_version="9.0.0"))
     with pytest.raises(ValueError, match=r"sdviz 9.0.0.*pip install -U sdviz"):
         Trace.load(path)
+
+
+def test_version_1_files_still_load(trace, tmp_path):
+    typed = ("prompts", "kept", "unet_evals", "wall_time", "error", "img2img", "compare_key", "latent_rgb")
+    info = {"prompts": ["a", "b"], "keep": ["x0"], "every": 2, "dtype": "float16", "unet_evals": 4,
+            "wall_time": 1.5, "img2img": True, "strength": 0.5, "compare_key": ["euler", 4],
+            "latent_rgb": json.dumps({"weights": [[1.0, 0, 0, 0, 0]] * 3, "rmse": 0.1})}  # fmt: skip
+
+    def to_version_1(meta):
+        for k in typed:
+            meta.pop(k)
+        meta.update(version=1, info=info)
+
+    path = trace.save(tmp_path / "old.sdviz")
+    _rewrite_meta(path, to_version_1)
+    old = Trace.load(path)
+    assert old.prompts == ["a", "b"] and (old.kept.fields, old.kept.every, old.kept.dtype) == (["x0"], 2, "float16")
+    assert old.unet_evals == 4 and old.wall_time == 1.5 and old.error is None and old.img2img.strength == 0.5
+    assert old.compare_key == ("euler", 4) and old.latent_rgb.rmse == 0.1
+    assert old.steps[1].x0.equal(trace.steps[1].x0) and old.tokens == trace.tokens
 
 
 def test_atomic_save_leaves_no_half_file(trace, tmp_path, monkeypatch):

@@ -5,6 +5,7 @@ import pytest
 from sdviz.cli import main
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["ae", "vae"])
 def test_train_our_autoencoders_from_the_command_line(tmp_path, model, capsys):
     out = tmp_path / model

@@ -12,6 +12,8 @@ from sdviz.train.diffusion import DiffusionConfig, encode_latents, latent_std, m
 from sdviz.train.export import export_pipeline
 from sdviz.train.text_encoder import TextEncoderConfig
 
+pytestmark = pytest.mark.slow  # training runs, if tiny ones
+
 
 def _vae():
     torch.manual_seed(0)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from sdviz.commands.common import add_run_options
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `compare` to the subcommands."""
@@ -19,16 +21,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("prompt", help="the text prompt")
     p.add_argument("--schedulers", default=None, help="comma-separated names or aliases (default: all)")
     p.add_argument("--steps", default="10,25", help="comma-separated step counts (default: 10,25)")
-    p.add_argument("--seed", type=int, default=0, help="random seed of every run (default: 0)")
-    p.add_argument("--guidance-scale", type=float, default=7.5, help="classifier-free guidance scale (default: 7.5)")
-    p.add_argument("--model", default=None, help="diffusers folder, checkpoint file or hub id (default: embedded)")
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
+    add_run_options(p, steps=False, scheduler=False)
     p.add_argument("--out", default="sdviz-compare", help="output folder (default: ./sdviz-compare)")
     p.set_defaults(func=_cmd_compare)
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from sdviz.compare import compare, write_index
+    from sdviz.comparison import compare, write_index
     from sdviz.pipeline import load_pipeline
 
     try:
@@ -43,6 +42,6 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     if results:  # empty on the non-main processes of a distributed run
         index = write_index(results, args.out)
         for (name, n), trace in results.items():
-            print(f"{name:>32} {n:>4} steps  {trace.info['unet_evals']:>4} UNet evals  {trace.info['wall_time']:.2f} s")
+            print(f"{name:>32} {n:>4} steps  {trace.unet_evals:>4} UNet evals  {trace.wall_time:.2f} s")
         print(f"index: {index}")
     return 0

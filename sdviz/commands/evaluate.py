@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from sdviz.commands.common import add_run_options
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `evaluate` to the subcommands."""
@@ -14,14 +16,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Generate images for held-out prompts such as 'a red letter A on a blue background' and report "
         "the checker's character, glyph-colour and background-colour accuracy.",
     )
-    p.add_argument("--model", default=None, help="diffusers folder or file (default: the embedded model)")
+    add_run_options(p, device=False, seed=False, steps=False, scheduler=False)
     p.add_argument("--n-prompts", type=int, default=200, help="distinct held-out prompts (default: 200)")
     p.add_argument("--per-prompt", type=int, default=1, help="images per prompt, each from its own seed (default: 1)")
     p.add_argument("--scheduler", "--schedulers", dest="schedulers", default="EulerDiscreteScheduler",
                    help="scheduler class name or alias, a comma-separated list, or 'all' for every scheduler of the "
                    "registry (default: EulerDiscreteScheduler)")  # fmt: skip
     p.add_argument("--steps", default="25", help="denoising steps, or a comma-separated list such as 10,25 (default: 25)")
-    p.add_argument("--guidance-scale", type=float, default=7.5, help="classifier-free guidance scale (default: 7.5)")
     p.add_argument("--attention", action="store_true",
                    help="also score the cross-attention maps: the mean AUROC of each word's map as a detector of its "
                    "own region (glyph words: glyph colour and character; background words: background colour and "

@@ -6,6 +6,8 @@ import argparse
 import re
 from pathlib import Path
 
+from sdviz.commands.common import add_run_options
+
 
 def _slug(text: str, n: int = 40) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:n] or "image"
@@ -19,17 +21,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Generate an image from a prompt; write it as a PNG and the captured run as a .sdviz trace into --out.",
     )
     p.add_argument("prompt", help="the text prompt")
-    p.add_argument("--model", default=None, help="diffusers folder, .safetensors/.ckpt file or hub id (default: the embedded model)")
-    p.add_argument("--steps", type=int, default=25, help="number of denoising steps (default: 25)")
-    # Euler, not the model's own: SD 1.5's PNDM (the embedded model's) fails on the embedded model at guidance 7.5
-    p.add_argument("--scheduler", default="euler",
-                   help="scheduler class name or alias, or 'own' for the model's own (default: euler)")  # fmt: skip
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    p.add_argument("--guidance-scale", type=float, default=7.5, help="classifier-free guidance scale (default: 7.5)")
+    add_run_options(p, own_scheduler=True)
     p.add_argument("--negative-prompt", default=None, help="what the image should not show")
     p.add_argument("--height", type=int, default=None, help="image height in pixels (default: the model's)")
     p.add_argument("--width", type=int, default=None, help="image width in pixels (default: the model's)")
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
     p.add_argument("--out", default="sdviz-out", help="output folder (default: ./sdviz-out)")
     p.add_argument("--no-trace", action="store_true", help="write only the image, not the .sdviz trace")
     p.add_argument("--attention", action="store_true", help="also capture per-token cross-attention maps into the trace")
@@ -42,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from sdviz.capture import generate
+    from sdviz.capturing import generate
     from sdviz.pipeline import load_pipeline
 
     pipe = load_pipeline(args.model, device=args.device)
@@ -62,7 +57,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     if args.report:
         from sdviz.preview import fit_latent_rgb
 
-        trace.info["latent_rgb"] = fit_latent_rgb(pipe.vae).to_json()  # lets the report draw latents in colour
+        trace.latent_rgb = fit_latent_rgb(pipe.vae)  # lets the report draw latents in colour
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"{_slug(args.prompt)}-seed{args.seed}"

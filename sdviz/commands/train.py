@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from sdviz.commands.common import PACKAGE, output_path
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `train` and its stages to the subcommands."""
@@ -18,10 +20,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     e = stages.add_parser("embedded", help="autoencoder, latents, UNet and export in one go",
                           description="Run the embedded model's whole recipe (autoencoder, latents, UNet with the "
-                          "text encoder, decoder refinement) and export it (by default into the package's embedded "
-                          "folder).")  # fmt: skip
+                          "text encoder, decoder refinement) and export it to OUT/model, or where --export-to says.")  # fmt: skip
     e.add_argument("--out", default="runs/embedded", help="run folder (default: runs/embedded)")
-    e.add_argument("--export-to", default=None, help="diffusers folder to write (default: the package's embedded model)")
+    e.add_argument("--export-to", default=None,
+                   help=f"diffusers folder to write (default: OUT/model; '{PACKAGE}': the installed package's embedded model)")  # fmt: skip
     e.add_argument("--decoder-steps", type=int, default=0,
                    help="steps of decoder refinement through the frozen encoder after the UNet (default: 0, none)")  # fmt: skip
     _common(e)
@@ -52,9 +54,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.set_defaults(func=_cmd_diffusion)
 
     c = stages.add_parser("checker", help="train the character classifier used by `sdviz evaluate`",
-                          description="Train the checker's CNN on fresh renders and write its weights (by default the "
-                          "ones shipped in the package).")  # fmt: skip
-    c.add_argument("--out", default=None, help="safetensors file to write (default: the package's checker weights)")
+                          description="Train the checker's CNN on fresh renders and write its weights.")  # fmt: skip
+    c.add_argument("--out", default="runs/checker/checker.safetensors",
+                   help=f"safetensors file to write (default: runs/checker/checker.safetensors; '{PACKAGE}': the "
+                   "weights shipped in the installed package)")  # fmt: skip
     c.add_argument("--steps", type=int, default=6000, help="optimiser steps (default: 6000)")
     _common(c)
     c.set_defaults(func=_cmd_checker)
@@ -73,10 +76,12 @@ def _override(cfg, args, **fields):
 
 
 def _cmd_embedded(args: argparse.Namespace) -> int:
-    from sdviz.pipeline import embedded_path
+    from pathlib import Path
+
+    from sdviz.checkpoints import embedded_path
     from sdviz.train import embedded
 
-    target = args.export_to or embedded_path()
+    target = output_path(args.export_to, embedded_path) if args.export_to else Path(args.out) / "model"
     embedded.train_embedded(args.out, target, autoencoder=_override(embedded.AUTOENCODER, args),
                             text=_override(embedded.TEXT_ENCODER, args), diffusion=_override(embedded.DIFFUSION, args),
                             decoder=_override(embedded.DECODER, args, steps=args.decoder_steps) if args.decoder_steps > 0 else None,
@@ -141,6 +146,7 @@ def _cmd_diffusion(args: argparse.Namespace) -> int:
 def _cmd_checker(args: argparse.Namespace) -> int:
     from sdviz.train.checker import train_checker, weights_path
 
-    _, acc = train_checker(args.out, steps=args.steps, threads=args.threads or 1, progress=not args.quiet)
-    print(f"checker: {args.out or weights_path()} (accuracy on fresh renders {acc:.4f})")
+    out = output_path(args.out, weights_path)
+    _, acc = train_checker(out, steps=args.steps, threads=args.threads or 1, progress=not args.quiet)
+    print(f"checker: {out} (accuracy on fresh renders {acc:.4f})")
     return 0

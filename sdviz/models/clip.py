@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from sdviz.models.attention import Attention
+from sdviz.models.layouts import load_from_diffusers, text_names
 
 
 @dataclass
@@ -140,6 +141,4 @@ class TextEncoder(nn.Module):
     @classmethod
     def from_diffusers(cls, text_encoder) -> TextEncoder:
         """Build from a transformers `CLIPTextModel`."""
-        from sdviz.models.convert import text_encoder_from_diffusers
-
-        return text_encoder_from_diffusers(text_encoder)
+        return load_from_diffusers(cls(TextEncoderConfig.from_diffusers_config(text_encoder.config)), text_encoder, text_names)

@@ -19,6 +19,7 @@ from torch import nn
 
 from sdviz.models.attention import Attention
 from sdviz.models.blocks import Downsample, ResBlock, Upsample
+from sdviz.models.layouts import load_from_diffusers, unet_names
 from sdviz.models.timestep import TimestepMLP, timestep_embedding
 
 _DOWN_TYPES = {"CrossAttnDownBlock2D": True, "DownBlock2D": False}
@@ -252,6 +253,4 @@ class UNet(nn.Module):
     @classmethod
     def from_diffusers(cls, unet) -> UNet:
         """Build from a diffusers `UNet2DConditionModel` (or any module with its config and state dict)."""
-        from sdviz.models.convert import unet_from_diffusers
-
-        return unet_from_diffusers(unet)
+        return load_from_diffusers(cls(UNetConfig.from_diffusers_config(unet.config)), unet, unet_names)

@@ -18,6 +18,7 @@ from torch import nn
 
 from sdviz.models.attention import Attention
 from sdviz.models.blocks import Downsample, ResBlock, Upsample
+from sdviz.models.layouts import load_from_diffusers, vae_names
 
 _EPS = 1e-6  # the VAE's GroupNorm epsilon
 
@@ -192,6 +193,4 @@ class VAE(nn.Module):
     @classmethod
     def from_diffusers(cls, vae) -> VAE:
         """Build from a diffusers `AutoencoderKL`."""
-        from sdviz.models.convert import vae_from_diffusers
-
-        return vae_from_diffusers(vae)
+        return load_from_diffusers(cls(VAEConfig.from_diffusers_config(vae.config)), vae, vae_names)

@@ -9,7 +9,7 @@ from matplotlib.image import AxesImage
 from PIL import Image
 
 from sdviz.attention_maps import AttentionMaps
-from sdviz.plot._common import bare, get_ax, get_axes, to_numpy
+from sdviz.plot.common import bare, get_ax, get_axes, to_numpy
 from sdviz.trace import Trace
 
 

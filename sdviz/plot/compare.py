@@ -8,16 +8,14 @@ from typing import Any
 import numpy as np
 from matplotlib.image import AxesImage
 
-from sdviz.plot._common import bare, get_axes
+from sdviz.plot.common import bare, get_axes
 from sdviz.trace import Trace
 
 
 def cell_title(trace: Trace, steps: int) -> str:
     """Return a cell's title: steps, wall time and UNet evaluations of the run."""
-    wall = trace.info.get("wall_time")
-    evals = trace.info.get("unet_evals", len(trace.steps))
-    wall_s = f"{wall:.2f} s" if isinstance(wall, int | float) else "? s"
-    return f"{steps} steps\n{wall_s} · {evals} UNet evals"
+    wall_s = f"{trace.wall_time:.2f} s" if trace.wall_time is not None else "? s"
+    return f"{steps} steps\n{wall_s} · {trace.unet_evals or len(trace.steps)} UNet evals"
 
 
 def short_name(name: str) -> str:
@@ -35,7 +33,8 @@ def plot_compare_grid(
 ) -> dict[tuple[str, int], AxesImage]:
     """Draw the final images of `sdviz.compare`: a row per scheduler, a column per step count.
 
-    Each title gives the step count, the run's wall time and its UNet evaluations (`trace.info`); a 2nd-order
+    Each title gives the step count, the run's wall time and its UNet evaluations (`trace.wall_time`,
+    `trace.unet_evals`); a 2nd-order
     scheduler spends about twice the evaluations for the same steps.
 
     Args:

@@ -7,8 +7,8 @@ from typing import Any
 import torch
 from matplotlib.image import AxesImage
 
-from sdviz.models.timestep import timestep_embedding
-from sdviz.plot._common import get_ax
+from sdviz.plot.common import get_ax
+from sdviz.schedules import timestep_embedding
 
 
 def plot_timestep_embedding(
@@ -29,7 +29,7 @@ def plot_timestep_embedding(
         The `AxesImage`, (len(timesteps), dim).
     """
     t = torch.arange(0, 1000, 20) if timesteps is None else torch.as_tensor(timesteps)
-    emb = timestep_embedding(t.reshape(-1).double(), dim).numpy()  # (T, dim)
+    emb = timestep_embedding(t.reshape(-1), dim).numpy()  # (T, dim)
     ax = get_ax(ax)
     kwargs = {"aspect": "auto", "cmap": "RdBu_r", "vmin": -1, "vmax": 1, "interpolation": "nearest", **kwargs}
     im = ax.imshow(emb, **kwargs)

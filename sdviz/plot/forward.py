@@ -7,9 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from sdviz.plot._common import bare, get_axes, to_numpy
+from sdviz.latent_rgb import LatentRGB
+from sdviz.plot.common import bare, get_axes, to_numpy
 from sdviz.plot.latents import latent_image
-from sdviz.preview import LatentRGB, Noised
+from sdviz.preview import Noised
 
 
 def noised_image(x: Any, is_image: bool, preview: LatentRGB | None = None) -> np.ndarray:

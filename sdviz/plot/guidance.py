@@ -9,7 +9,7 @@ import numpy as np
 from matplotlib.image import AxesImage
 from matplotlib.lines import Line2D
 
-from sdviz.plot._common import bare, get_ax, get_axes, to_numpy
+from sdviz.plot.common import bare, get_ax, get_axes, to_numpy
 from sdviz.plot.latents import step_tensor
 from sdviz.trace import Trace
 
@@ -70,7 +70,7 @@ def plot_guidance_norms(trace: Trace, *, ax: Any = None, index: int = 0, **kwarg
     return lines
 
 
-def guidance_maps(trace: Trace, step: int = -1, *, channel: int | None = None, index: int = 0) -> dict[str, np.ndarray]:
+def guidance_maps(trace: Trace, *, step: int = -1, channel: int | None = None, index: int = 0) -> dict[str, np.ndarray]:
     """Return the (h, w) maps of eps_text, eps_uncond and their difference at a step (channel mean when None)."""
     _guided_steps(trace)
     text = to_numpy(step_tensor(trace, step, "noise_pred_text", index))
@@ -86,8 +86,8 @@ def guidance_maps(trace: Trace, step: int = -1, *, channel: int | None = None, i
 
 def plot_guidance_maps(
     trace: Trace,
-    step: int = -1,
     *,
+    step: int = -1,
     channel: int | None = None,
     index: int = 0,
     axes: Any = None,
@@ -107,7 +107,7 @@ def plot_guidance_maps(
     Returns:
         Three `AxesImage`: text, unconditional, difference.
     """
-    maps = guidance_maps(trace, step, channel=channel, index=index)
+    maps = guidance_maps(trace, step=step, channel=channel, index=index)
     grid = get_axes(axes, fig, 1, 3)
     both = max(float(np.abs(maps["text"]).max()), float(np.abs(maps["uncond"]).max())) or 1.0
     diff = float(np.abs(maps["difference"]).max()) or 1.0

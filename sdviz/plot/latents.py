@@ -9,8 +9,8 @@ import torch
 from matplotlib.image import AxesImage
 from PIL import Image
 
-from sdviz.plot._common import bare, false_colour, get_axes, to_numpy
-from sdviz.preview import LatentRGB
+from sdviz.latent_rgb import LatentRGB
+from sdviz.plot.common import bare, false_colour, get_axes, to_numpy
 from sdviz.trace import STEP_FIELDS, Step, Trace
 
 ROW_LABELS = {"latents": "x_t", "x0": "predicted x0", "decoded": "decoded"}
@@ -46,8 +46,8 @@ def latent_image(latents: torch.Tensor | np.ndarray, preview: LatentRGB | None =
 
 def plot_latent_channels(
     data: Trace | Step | torch.Tensor,
-    step: int = -1,
     *,
+    step: int = -1,
     field: str = "latents",
     index: int = 0,
     axes: Any = None,
@@ -102,8 +102,8 @@ def default_steps(trace: Trace, n: int = 6, field: str = "latents") -> list[int]
 
 def plot_step_strip(
     trace: Trace,
-    steps: list[int] | None = None,
     *,
+    steps: list[int] | None = None,
     preview: LatentRGB | None = None,
     decoded: list[Image.Image] | None = None,
     index: int = 0,

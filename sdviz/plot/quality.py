@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from matplotlib.lines import Line2D
 
-from sdviz.plot._common import get_ax
+from sdviz.plot.common import get_ax
 
 METRICS = ("char_accuracy", "fg_accuracy", "bg_accuracy", "all_accuracy")
 _METRIC_LABELS = {

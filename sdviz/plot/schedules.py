@@ -8,8 +8,8 @@ from typing import Any, Literal
 import numpy as np
 from matplotlib.lines import Line2D
 
-from sdviz.plot._common import get_ax, to_numpy
-from sdviz.schedulers import ForwardProcess, Schedule
+from sdviz.plot.common import get_ax, to_numpy
+from sdviz.schedules import ForwardProcess, Schedule
 from sdviz.trace import Trace
 
 X_AXES = ("index", "fraction")
@@ -103,6 +103,20 @@ def _processes(data: ForwardProcess | Sequence[ForwardProcess] | Mapping[str, Fo
     return items
 
 
+def _plot_processes(data: Any, ax: Any, field: str, ylabel: str, log: bool, kwargs: dict[str, Any]) -> list[Line2D]:
+    ax = get_ax(ax)
+    lines = []
+    for label, fp in _processes(data):
+        y = to_numpy(getattr(fp, field))
+        lines += ax.plot(np.arange(len(y)), y, **{"label": label, **kwargs})
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("training timestep t")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize="small")
+    return lines
+
+
 def plot_alphas_cumprod(data: Any, *, ax: Any = None, **kwargs: Any) -> list[Line2D]:
     """Draw alpha_bar(t), the share of signal variance left at training timestep t, per beta schedule.
 
@@ -114,26 +128,9 @@ def plot_alphas_cumprod(data: Any, *, ax: Any = None, **kwargs: Any) -> list[Lin
     Returns:
         One `Line2D` per schedule.
     """
-    ax = get_ax(ax)
-    lines = []
-    for label, fp in _processes(data):
-        y = to_numpy(fp.alphas_cumprod)
-        lines += ax.plot(np.arange(len(y)), y, **{"label": label, **kwargs})
-    ax.set_xlabel("training timestep t")
-    ax.set_ylabel("alpha_bar")
-    ax.legend(fontsize="small")
-    return lines
+    return _plot_processes(data, ax, "alphas_cumprod", "alpha_bar", False, kwargs)
 
 
 def plot_snr(data: Any, *, ax: Any = None, **kwargs: Any) -> list[Line2D]:
     """Draw the signal-to-noise ratio alpha_bar / (1 - alpha_bar) per beta schedule, log scale (as `plot_alphas_cumprod`)."""
-    ax = get_ax(ax)
-    lines = []
-    for label, fp in _processes(data):
-        y = to_numpy(fp.snr)
-        lines += ax.plot(np.arange(len(y)), y, **{"label": label, **kwargs})
-    ax.set_yscale("log")
-    ax.set_xlabel("training timestep t")
-    ax.set_ylabel("SNR")
-    ax.legend(fontsize="small")
-    return lines
+    return _plot_processes(data, ax, "snr", "SNR", True, kwargs)

@@ -7,8 +7,9 @@ from typing import Any
 
 from matplotlib.table import Table
 
-from sdviz.plot._common import get_ax
-from sdviz.trace import TokenInfo, Trace
+from sdviz.plot.common import get_ax
+from sdviz.tokens import TokenInfo
+from sdviz.trace import Trace
 
 PAD_COLOUR = "#eeeeee"
 CUT_COLOUR = "#f4c7c3"

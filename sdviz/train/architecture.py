@@ -6,23 +6,11 @@ import torch
 from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel
 
+from sdviz.schedules import SD15_SCHEDULER_CONFIG as SCHEDULER_CONFIG
 from sdviz.tokenizer import load_tokenizer
 
 IMAGE_SIZE = 64
 LATENT_SIZE = 8
-
-# SD 1.5's scheduler config, as shipped with runwayml/stable-diffusion-v1-5.
-SCHEDULER_CONFIG = {
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "num_train_timesteps": 1000,
-    "steps_offset": 1,
-    "clip_sample": False,
-    "set_alpha_to_one": False,
-    "skip_prk_steps": True,
-    "trained_betas": None,
-}
 
 UNET_CONFIG = {
     "sample_size": LATENT_SIZE,

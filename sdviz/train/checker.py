@@ -20,6 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from sdviz.images import tensor_to_uint8, uint8_to_tensor
 from sdviz.train.data import CHARS, COLORS, PALETTE, GlyphDataset
 
 BORDER = 3  # pixels of the border ring read as background; glyphs keep a larger margin
@@ -187,7 +188,7 @@ def train_checker(
     labels = torch.empty(data_size, dtype=torch.long)
     for i in tqdm(range(data_size), desc="render", disable=not progress):
         x, _, lab = data[i]
-        images[i] = ((x + 1) * 127.5).round().to(torch.uint8)
+        images[i] = tensor_to_uint8(x)
         labels[i] = lab.char_index
     model = CharClassifier()
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
@@ -196,7 +197,7 @@ def train_checker(
     t0 = time.time()
     for _ in tqdm(range(steps), desc="checker", disable=not progress):
         idx = torch.tensor([rng.randrange(data_size) for _ in range(batch_size)])
-        x = _augment(images[idx].float() / 127.5 - 1, gen)
+        x = _augment(uint8_to_tensor(images[idx]), gen)
         loss = F.cross_entropy(model(ink(x)), labels[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from sdviz.images import pil_to_tensor, tensor_to_pil
+
 IMAGE_SIZE = 64
 LETTERS = tuple("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 DIGITS = tuple("0123456789")
@@ -153,14 +155,12 @@ def _nearest_distance(color: str) -> float:
 
 def to_tensor(image: Image.Image) -> torch.Tensor:
     """Turn an RGB image into a (3, H, W) float tensor in [-1, 1]."""
-    a = torch.from_numpy(np.asarray(image, dtype=np.float32).copy())
-    return a.permute(2, 0, 1) / 127.5 - 1.0
+    return pil_to_tensor(image)
 
 
 def to_image(x: torch.Tensor) -> Image.Image:
     """Turn a (3, H, W) tensor in [-1, 1] into an RGB image."""
-    a = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return Image.fromarray(a.permute(1, 2, 0).cpu().numpy())
+    return tensor_to_pil(x)[0]
 
 
 def sample_labels(rng: random.Random) -> Labels:

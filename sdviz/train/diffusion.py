@@ -10,17 +10,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from diffusers import (
-    AutoencoderKL,
-    DDPMScheduler,
-    EulerDiscreteScheduler,
-    StableDiffusionPipeline,
-    UNet2DConditionModel,
-)
+from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import CLIPTextModel
 
+from sdviz.schedulers import use_scheduler
 from sdviz.tokenizer import load_tokenizer
 from sdviz.train.architecture import SCHEDULER_CONFIG
 from sdviz.train.autoencoder import lr_at
@@ -124,14 +119,10 @@ def make_pipeline(vae, text_encoder, unet, scheduler=None) -> StableDiffusionPip
 @torch.no_grad()
 def sample(pipe: StableDiffusionPipeline, prompts: list[str], seed: int, steps: int = 25, guidance_scale: float = 7.5):
     """Generate one image per prompt with Euler, each from `seed + i`."""
-    sched = pipe.scheduler
-    pipe.scheduler = EulerDiscreteScheduler.from_config(sched.config)
     pipe.set_progress_bar_config(disable=True)
-    try:
+    with use_scheduler(pipe, "EulerDiscreteScheduler"):
         gens = [torch.Generator().manual_seed(seed + i) for i in range(len(prompts))]
         return pipe(prompts, num_inference_steps=steps, guidance_scale=guidance_scale, generator=gens).images
-    finally:
-        pipe.scheduler = sched
 
 
 def train_diffusion(

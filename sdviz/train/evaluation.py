@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import torch
 from diffusers import StableDiffusionPipeline
 from tqdm.auto import tqdm
 
+from sdviz.schedulers import use_scheduler
 from sdviz.train.checker import Checker
 from sdviz.train.data import all_prompts, caption
 
@@ -24,25 +23,6 @@ def eval_prompts(n: int = 200, seed: int = 7) -> list[tuple[str, str, str]]:
     if not 1 <= n <= len(pool):
         raise ValueError(f"n_prompts must be between 1 and {len(pool)}, got {n}")
     return random.Random(f"eval:{seed}").sample(pool, n)
-
-
-def make_scheduler(name: str, config):
-    """Build a scheduler by class name or alias from `config`."""
-    from sdviz import schedulers
-
-    return schedulers.make(name, config=config)
-
-
-@contextmanager
-def using_scheduler(pipe: StableDiffusionPipeline, name: str) -> Iterator[StableDiffusionPipeline]:
-    """Run `pipe` with the scheduler `name` (built from its own config) and quiet, then put its scheduler back."""
-    old = pipe.scheduler
-    pipe.scheduler = make_scheduler(name, old.config)
-    pipe.set_progress_bar_config(disable=True)
-    try:
-        yield pipe
-    finally:
-        pipe.scheduler = old
 
 
 @dataclass
@@ -97,9 +77,10 @@ def evaluate(
         raise ValueError(f"per_prompt must be at least 1, got {per_prompt}")
     checker = checker or Checker()
     jobs = [(p, EVAL_SEED + 1000 * k + j) for k, p in enumerate(eval_prompts(n_prompts)) for j in range(per_prompt)]
+    pipe.set_progress_bar_config(disable=True)
     right = {"char": 0, "fg": 0, "bg": 0, "all": 0}
     t0 = time.time()
-    with using_scheduler(pipe, scheduler):
+    with use_scheduler(pipe, scheduler):
         for i in tqdm(range(0, len(jobs), batch_size), desc="evaluate", disable=not progress):
             chunk = jobs[i : i + batch_size]
             gens = [torch.Generator().manual_seed(s) for _, s in chunk]

@@ -64,9 +64,8 @@ def load_checkpoint(
 
 def write_losses(folder: str | Path, losses: list[dict], *, title: str = "training loss") -> None:
     """Write the loss history as `losses.csv` and a log-scale curve `losses.png`."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
+    # an explicit Agg canvas: drawing never touches pyplot or the caller's backend
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     folder = Path(folder)
@@ -78,6 +77,7 @@ def write_losses(folder: str | Path, losses: list[dict], *, title: str = "traini
         w.writeheader()
         w.writerows(losses)
     fig = Figure(figsize=(6, 3.5))
+    FigureCanvasAgg(fig)
     ax = fig.subplots()
     steps = [r["step"] for r in losses]
     for k in keys:

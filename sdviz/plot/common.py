@@ -1,4 +1,4 @@
-"""Shared helpers of the plot modules: where to draw, and tensors to arrays."""
+"""Helpers every plot module (and `sdviz.widgets`) uses: where to draw, tensors to arrays, bare panels."""
 
 from __future__ import annotations
 

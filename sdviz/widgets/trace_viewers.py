@@ -1,53 +1,19 @@
-"""ipywidgets viewers over a Trace: a step scrubber, a scheduler explorer and an attention explorer.
-
-ipywidgets is optional: importing sdviz does not import it, and this module says how to install it.
-Each viewer draws once into a matplotlib figure, then updates its images in place (`set_data`) and shows the
-figure as PNG in an Image widget: no matplotlib backend is involved, so it works the same in JupyterLab and
-in a plain notebook.
-"""
+"""ipywidgets viewers over a Trace: a step scrubber and an attention explorer."""
 
 from __future__ import annotations
 
 import html
-import io
-from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
 
-try:
-    import ipywidgets as W
-    from IPython.display import display
-except ImportError as e:  # pragma: no cover - exercised only without ipywidgets
-    raise ImportError("sdviz.widgets needs ipywidgets: pip install ipywidgets") from e
-
-from sdviz import schedulers
-from sdviz.plot import plot_sigmas
-from sdviz.plot._common import bare
-from sdviz.plot.latents import kept_steps, latent_image, step_tensor
-from sdviz.preview import LatentRGB
+from sdviz.latent_rgb import LatentRGB
+from sdviz.plot import bare, kept_steps, latent_image, step_tensor
 from sdviz.trace import Trace
+from sdviz.widgets.viewer import Viewer, W
 
 
-class _Viewer:
-    """A box of controls above a figure rendered into an Image widget; shows itself in a notebook."""
-
-    def __init__(self, fig: Figure, controls: list[Any]) -> None:
-        self.fig = fig
-        self.view = W.Image(format="png")
-        self.box = W.VBox([*controls, self.view])
-
-    def redraw(self) -> None:
-        """Render the figure into the Image widget."""
-        buf = io.BytesIO()
-        self.fig.savefig(buf, format="png", dpi=90)
-        self.view.value = buf.getvalue()
-
-    def _ipython_display_(self) -> None:
-        display(self.box)
-
-
-class StepScrubber(_Viewer):
+class StepScrubber(Viewer):
     """A slider over the steps of a trace showing x_t, x0 and the 4 latent channels of the chosen step.
 
     Args:
@@ -100,45 +66,7 @@ class StepScrubber(_Viewer):
         self.redraw()
 
 
-class SchedulerExplorer(_Viewer):
-    """Pick schedulers, a step count and settings; the sigma schedules redraw, and bad settings show inline.
-
-    Args:
-        config: the base scheduler config (a pipeline's `pipe.scheduler.config`); SD 1.5's when None.
-        names: the schedulers offered; every one of `schedulers.names()` when None.
-    """
-
-    def __init__(self, config: Any = None, *, names: list[str] | None = None) -> None:
-        self.config = config
-        options = names or schedulers.names()
-        self.picker = W.SelectMultiple(options=options, value=tuple(options[:2]), description="schedulers", rows=6)
-        self.steps = W.IntSlider(value=25, min=1, max=100, description="steps", continuous_update=False)
-        self.settings = W.Text(value="", placeholder="e.g. use_karras_sigmas=True, timestep_spacing='trailing'",
-                               description="settings", layout=W.Layout(width="60%"))  # fmt: skip
-        self.error = W.HTML()
-        self.fig = Figure(figsize=(7, 3.2), layout="constrained")
-        self.ax = self.fig.add_subplot()
-        super().__init__(self.fig, [W.HBox([self.picker, W.VBox([self.steps, self.settings])]), self.error])
-        for w in (self.picker, self.steps, self.settings):
-            w.observe(lambda change: self.update(), names="value")
-        self.update()
-
-    def update(self) -> None:
-        """Recompute the schedules; a validation error goes to `self.error` and the plot keeps its last state."""
-        try:
-            params = parse_settings(self.settings.value)
-            runs = {n: schedulers.schedule(n, self.steps.value, self.config, **params) for n in self.picker.value}
-        except (ValueError, TypeError) as e:
-            self.error.value = f'<span style="color:#b00">{html.escape(str(e))}</span>'
-            return
-        self.error.value = ""
-        self.ax.clear()
-        self.lines = plot_sigmas(runs, ax=self.ax) if runs else []
-        self.runs = runs
-        self.redraw()
-
-
-class AttentionExplorer(_Viewer):
+class AttentionExplorer(Viewer):
     """Pick a word of the prompt and a step range; the word's attention map redraws over the image.
 
     Args:
@@ -190,22 +118,3 @@ class AttentionExplorer(_Viewer):
         self.heat.set_clim(0.0, float(m.max()) or 1.0)
         self.ax.set_title(f"'{self.word.value}'", fontsize="small")
         self.redraw()
-
-
-def parse_settings(text: str) -> dict[str, Any]:
-    """Parse "a=1, b='x', c=True" into keyword arguments (Python literals only)."""
-    import ast
-
-    text = text.strip()
-    if not text:
-        return {}
-    try:
-        call = ast.parse(f"f({text})", mode="eval").body
-    except SyntaxError:
-        raise ValueError(f"settings must look like name=value, name=value; got {text!r}") from None
-    if call.args:
-        raise ValueError("settings must all be name=value pairs")
-    try:
-        return {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
-    except ValueError:
-        raise ValueError(f"setting values must be Python literals (numbers, strings, True/False); got {text!r}") from None

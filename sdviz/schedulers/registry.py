@@ -1,11 +1,11 @@
-"""The scheduler registry: names, describe, validate, make, resolve, schedule (from `sdviz.schedules`).
+"""The scheduler registry: which diffusers schedulers sdviz offers, their aliases, `names`, `lookup`, `describe`.
 
 `names()` lists every discrete scheduler of diffusers 0.42 that drives a Stable Diffusion 1.x UNet
 (epsilon prediction) inside `StableDiffusionPipeline`, found by running all 49 scheduler classes diffusers
 ships: built from SD 1.5's scheduler config, each must (1) speak the pipeline's protocol (`init_noise_sigma`,
 `scale_model_input`, `step(model_output, t, sample)`), (2) tell the UNet timesteps on its training grid
 [0, num_train_timesteps), and (3) denoise: with an exact epsilon oracle for a point-mass data distribution it
-must end at the data (tests/test_schedulers.py runs that check, and each name on the embedded model).
+must end at the data (tests/test_schedulers_registry.py runs that check, and each name on the embedded model).
 
 Left out, and why:
 - `EDMEulerScheduler` (in `KarrasDiffusionSchedulers`): it ignores the training betas (sigmas from
@@ -27,22 +27,16 @@ Left out, and why:
 
 from __future__ import annotations
 
-import difflib
 import functools
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import diffusers
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
-from sdviz.scheduler_params import Param, check_value, params_of
-from sdviz.schedules import ForwardProcess, Schedule, forward_process, quiet, simulate
-
-__all__ = [
-    "ForwardProcess", "Param", "Schedule", "SchedulerInfo", "aliases", "describe", "forward_process", "lookup", "make",
-    "names", "resolve", "schedule", "sd15_config", "validate",
-]
+from sdviz.schedulers.params import Param, params_of
+from sdviz.schedules import SD15_SCHEDULER_CONFIG
+from sdviz.suggest import did_you_mean
 
 
 @dataclass(frozen=True)
@@ -120,10 +114,6 @@ _LEFT_OUT: dict[str, tuple[str, str | None]] = {
     "DPMSolverMultistepInverseScheduler": ("it runs from data to noise (inversion), not a sampler", "dpm++2m"),
 }
 
-# At most one of these may be on: diffusers checks only the first three and silently picks one otherwise.
-_SPACING_FLAGS = ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "use_lu_lambdas", "use_flow_sigmas")
-
-
 @dataclass(frozen=True)
 class SchedulerInfo:
     """What a scheduler is and what it takes.
@@ -153,7 +143,7 @@ class SchedulerInfo:
         for p in self.params:
             if p.name == name:
                 return p
-        raise ValueError(f"{self.name} has no parameter {name!r}{_closest(name, [p.name for p in self.params])}")
+        raise ValueError(f"{self.name} has no parameter {name!r}{did_you_mean(name, [p.name for p in self.params])}")
 
 
 def names() -> list[str]:
@@ -174,9 +164,7 @@ def aliases() -> dict[str, tuple[str, dict[str, Any]]]:
 
 def sd15_config() -> dict[str, Any]:
     """Return SD 1.5's scheduler config (the default base of `make` and `schedule`)."""
-    from sdviz.train.architecture import SCHEDULER_CONFIG
-
-    return dict(SCHEDULER_CONFIG)
+    return dict(SD15_SCHEDULER_CONFIG)
 
 
 def lookup(name: str) -> tuple[str, dict[str, Any]]:
@@ -197,17 +185,19 @@ def lookup(name: str) -> tuple[str, dict[str, Any]]:
         use = f"; use {instead!r} instead" if instead else ""
         raise ValueError(f"{name} is a diffusers scheduler, but {why}{use}; known: {', '.join(names())}")
     raise ValueError(
-        f"unknown scheduler {name!r}{_closest(name, every)}; known: {', '.join(names())}; "
+        f"unknown scheduler {name!r}{did_you_mean(name, every)}; known: {', '.join(names())}; "
         f"aliases: {', '.join(sorted(_ALIASES))}"
     )
 
 
 @functools.cache
-def _params(cls_name: str) -> tuple[Param, ...]:
-    return tuple(params_of(_class(cls_name)))
+def class_params(cls_name: str) -> tuple[Param, ...]:
+    """Return the constructor parameters of a registered class (cached)."""
+    return tuple(params_of(scheduler_class(cls_name)))
 
 
-def _class(cls_name: str) -> type:
+def scheduler_class(cls_name: str) -> type:
+    """Return the diffusers class of a registered name."""
     return getattr(diffusers, cls_name)
 
 
@@ -226,197 +216,25 @@ def describe(name: str) -> SchedulerInfo:
     """
     cls_name, settings = lookup(name)
     entry = _REGISTRY[cls_name]
-    params = list(_params(cls_name))
+    params = list(class_params(cls_name))
     defaults = {p.name: p.default for p in params}
     return SchedulerInfo(
         name=cls_name,
         aliases=tuple(a for a, (c, _) in sorted(_ALIASES.items()) if c == cls_name),
         settings=settings,
-        order=_order(entry, {**defaults, **settings}),
-        evals_per_step=int(getattr(_class(cls_name), "order", 1)),
-        stochastic=_stochastic(entry, {**defaults, **settings}),
+        order=method_order(cls_name, {**defaults, **settings}),
+        evals_per_step=int(getattr(scheduler_class(cls_name), "order", 1)),
+        stochastic=is_stochastic(cls_name, {**defaults, **settings}),
         summary=entry.summary,
         params=params,
     )
 
 
-def _order(entry: _Entry, cfg: dict[str, Any]) -> int:
-    return int(cfg.get("solver_order") or cfg.get("predictor_order") or entry.order)
+def method_order(cls_name: str, cfg: dict[str, Any]) -> int:
+    """Return the order of the method of `cls_name` with config `cfg`."""
+    return int(cfg.get("solver_order") or cfg.get("predictor_order") or _REGISTRY[cls_name].order)
 
 
-def _stochastic(entry: _Entry, cfg: dict[str, Any]) -> bool:
-    return entry.stochastic or str(cfg.get("algorithm_type", "")).startswith("sde-")
-
-
-def validate(name: str, config: dict[str, Any] | None = None, **params: Any) -> dict[str, Any]:
-    """Check a scheduler name and its parameters before anything is built.
-
-    Args:
-        name: a class name or an alias.
-        config: the base config the parameters will be applied to (for the checks that span parameters);
-            SD 1.5's when None.
-        **params: constructor parameters.
-
-    Returns:
-        The settings to apply on top of `config`: the alias's, then `params`.
-
-    Raises:
-        ValueError: unknown name, unknown parameter, value outside the allowed set, or options that
-            exclude each other.
-        TypeError: a value of the wrong type.
-    """
-    cls_name, settings = lookup(name)
-    known = {p.name: p for p in _params(cls_name)}
-    for key, value in params.items():
-        if key not in known:
-            raise ValueError(_unknown_param(cls_name, key, list(known)))
-        check_value(cls_name, known[key], value)
-    origin = {k: f"the alias {name!r}" for k in settings}
-    origin.update({k: "the base config" for k in (config or {}) if k in known and k not in settings})
-    settings.update(params)
-    origin.update(dict.fromkeys(params, "the arguments"))
-    base = _base_config(config)
-    merged = {p.name: p.default for p in known.values()}
-    merged.update({k: v for k, v in base.items() if k in known})
-    merged.update(settings)
-    _check_combination(cls_name, merged, settings, origin)
-    return settings
-
-
-def _base_config(config: Any) -> dict[str, Any]:
-    if config is None:
-        return sd15_config()
-    if not isinstance(config, Mapping):
-        raise TypeError(f"config must be a mapping such as pipe.scheduler.config, got {type(config).__name__}")
-    return dict(config)
-
-
-def _unknown_param(cls_name: str, key: str, known: list[str]) -> str:
-    others = [n for n in names() if n != cls_name and any(p.name == key for p in _params(n))]
-    where = f"; it is a parameter of {', '.join(others)}" if others else ""
-    return f"{cls_name} has no parameter {key!r}{_closest(key, known)}{where}; its parameters: {', '.join(known)}"
-
-
-def _check_combination(cls_name: str, cfg: dict[str, Any], settings: dict[str, Any], origin: dict[str, str]) -> None:
-    on = [k for k in _SPACING_FLAGS if cfg.get(k)]
-    if len(on) > 1:
-        where = [f"{k} (from {origin.get(k, 'the defaults')})" for k in on]
-        fix = "; pass " + " or ".join(f"{k}=False" for k in on if origin.get(k) != "the arguments")
-        raise ValueError(f"{cls_name}: {' and '.join(where)} exclude each other, turn on at most one{fix}")
-    if cfg.get("final_sigmas_type") == "zero" and cfg.get("algorithm_type") in ("dpmsolver", "sde-dpmsolver"):
-        raise ValueError(
-            f"{cls_name}: algorithm_type={cfg['algorithm_type']!r} cannot end at sigma 0; "
-            "pass final_sigmas_type='sigma_min' as well, or use algorithm_type='dpmsolver++'"
-        )
-    if cls_name == "DPMSolverSinglestepScheduler" and settings.get("lower_order_final") is False:
-        if cfg.get("final_sigmas_type") == "zero":
-            raise ValueError(
-                f"{cls_name}: lower_order_final=False cannot end at sigma 0; "
-                "pass final_sigmas_type='sigma_min' as well, or lower_order_final=True"
-            )
-    if cfg.get("timestep_type") == "continuous" and cfg.get("prediction_type") != "v_prediction":
-        raise ValueError(f"{cls_name}: timestep_type='continuous' needs prediction_type='v_prediction'")
-
-
-def make(name: str, config: dict[str, Any] | None = None, **params: Any) -> SchedulerMixin:
-    """Build a scheduler from a base config, the alias's settings and `params`, after `validate`.
-
-    Args:
-        name: a class name or an alias.
-        config: the config to start from, usually `pipe.scheduler.config`, so that `beta_schedule`,
-            `prediction_type` and the training range carry over; SD 1.5's scheduler config when None.
-            Keys the class does not take are dropped.
-        **params: constructor parameters, checked by `validate`.
-
-    Returns:
-        A fresh scheduler.
-
-    Raises:
-        ValueError, TypeError: as `validate`.
-    """
-    base = _base_config(config)
-    settings = validate(name, base, **params)
-    cls_name, _ = lookup(name)
-    known = {p.name for p in _params(cls_name)}
-    kwargs = {k: v for k, v in base.items() if k in known}
-    if cls_name == "DPMSolverSinglestepScheduler" and "lower_order_final" not in settings:
-        # its defaults contradict each other; diffusers warns and sets this at every set_timesteps
-        kwargs["lower_order_final"] = kwargs.get("final_sigmas_type", "zero") == "zero" or kwargs.get(
-            "lower_order_final", False
-        )
-    kwargs.update(settings)
-    return _class(cls_name).from_config(kwargs)
-
-
-def resolve(spec: Any, config: dict[str, Any] | None = None, *, seed: int | None = None) -> SchedulerMixin | None:
-    """Turn what a user passes as `scheduler=` into a scheduler.
-
-    Args:
-        spec: None (keep the pipeline's: returns None); a name or alias; a `(name, {params})` tuple; a dict
-            `{"name": name, **params}`; a scheduler class; or a `SchedulerMixin` instance (returned as is).
-        config: the base config for `make`, usually `pipe.scheduler.config`.
-        seed: the run's seed. `DPMSolverSDEScheduler` draws its Brownian-tree noise from its own
-            `noise_sampler_seed`, not from the pipeline's generator (unset, it takes one from torch's global
-            generator, so a seed does not repeat a run); a scheduler built here gets `seed` there unless
-            the params set it.
-
-    Returns:
-        The scheduler, or None.
-
-    Raises:
-        TypeError: `spec` is of none of these kinds.
-        ValueError: as `validate`.
-    """
-    if spec is None or isinstance(spec, SchedulerMixin):
-        return spec
-    if isinstance(spec, str):
-        name, params = spec, {}
-    elif isinstance(spec, type) and issubclass(spec, SchedulerMixin):
-        name, params = spec.__name__, {}
-    elif isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[1], dict):
-        name, params = spec[0], dict(spec[1])
-    elif isinstance(spec, dict) and "name" in spec:
-        name, params = spec["name"], {k: v for k, v in spec.items() if k != "name"}
-    else:
-        raise TypeError(
-            "scheduler must be None, a name such as 'euler', a (name, {params}) tuple, a dict with a 'name' key, "
-            f"or a diffusers scheduler; got {type(spec).__name__}"
-        )
-    if seed is not None and "noise_sampler_seed" not in params:
-        if any(p.name == "noise_sampler_seed" for p in _params(lookup(name)[0])):
-            params["noise_sampler_seed"] = seed
-    return make(name, config, **params)
-
-
-def schedule(name: str | SchedulerMixin, steps: int, config: dict[str, Any] | None = None, **params: Any) -> Schedule:
-    """Compute the timesteps and sigmas a scheduler uses in an SD pipeline run, without a UNet.
-
-    The scheduler is stepped as `StableDiffusionPipeline` steps it (`set_timesteps`, then per evaluation
-    `scale_model_input` and `step` with eta = 0), on a one-element sample with a zero model output.
-
-    Args:
-        name: a class name or an alias, or a scheduler whose class and config are used.
-        steps: the number of inference steps.
-        config: the base config (see `make`); SD 1.5's when None.
-        **params: constructor parameters, as for `make`.
-
-    Returns:
-        A `Schedule`.
-
-    Raises:
-        ValueError, TypeError: as `validate`; ValueError also for steps < 1.
-    """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
-    with quiet():
-        if isinstance(name, SchedulerMixin):
-            sched = make(type(name).__name__, {**name.config, **(config or {})}, **params)
-        else:
-            sched = make(name, config, **params)
-        entry, cfg = _REGISTRY[type(sched).__name__], dict(sched.config)
-        return simulate(sched, steps, order=_order(entry, cfg), stochastic=_stochastic(entry, cfg))
-
-
-def _closest(word: str, choices: list[str]) -> str:
-    match = difflib.get_close_matches(word, choices, n=1, cutoff=0.5)
-    return f" (did you mean {match[0]!r}?)" if match else ""
+def is_stochastic(cls_name: str, cfg: dict[str, Any]) -> bool:
+    """Return whether `cls_name` with config `cfg` draws fresh noise at each step."""
+    return _REGISTRY[cls_name].stochastic or str(cfg.get("algorithm_type", "")).startswith("sde-")

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sdviz.capture import generate
+from sdviz.capturing import generate
 from sdviz.trace import STEP_FIELDS, Trace
 
 

@@ -17,7 +17,7 @@ _SPACINGS = ("linspace", "leading", "trailing")
 _PREDICTIONS = ("epsilon", "sample", "v_prediction")
 
 # Allowed values of string parameters that have no `Literal` hint, read off the branches of the installed
-# diffusers 0.42 source (tests/test_schedulers.py checks this table against that source).
+# diffusers 0.42 source (tests/test_schedulers_describe.py checks this table against that source).
 ALLOWED: dict[str, tuple] = {
     "beta_schedule": _BETAS,
     "timestep_spacing": _SPACINGS,

@@ -11,23 +11,11 @@ from typing import Any
 import torch
 
 from sdviz import schedulers as registry
-from sdviz.capture import generate
+from sdviz.capturing import generate
+from sdviz.schedulers import spec_key
 from sdviz.trace import Trace
 
 Spec = str | tuple[str, dict[str, Any]]
-
-
-def spec_name(spec: Any) -> str:
-    """Return the key a scheduler spec gets in compare's results: the name as given, plus its params."""
-    if isinstance(spec, str):
-        return spec
-    if isinstance(spec, dict):
-        spec = (spec["name"], {k: v for k, v in spec.items() if k != "name"})
-    if not isinstance(spec, tuple):
-        return type(spec).__name__ if not isinstance(spec, type) else spec.__name__
-    name, params = spec
-    inner = ",".join(f"{k}={v}" for k, v in sorted(params.items()))
-    return f"{name}({inner})" if inner else name
 
 
 def compare(
@@ -61,8 +49,8 @@ def compare(
         keep, dtype, every, attention: what each trace keeps, as in `capture`.
 
     Returns:
-        `{(scheduler, steps): Trace}`, in grid order; each trace has `info["wall_time"]` (seconds) and
-        `info["unet_evals"]`.
+        `{(scheduler, steps): Trace}`, keyed by `schedulers.spec_key`, in grid order; each trace has its
+        `wall_time` (seconds) and `unet_evals`.
     """
     specs = list(schedulers) if schedulers is not None else registry.names()
     if not specs:
@@ -80,13 +68,13 @@ def compare(
 
     state = PartialState(cpu=pipe.device.type == "cpu")
     if state.num_processes == 1:
-        return {(spec_name(spec), n): _run(pipe, prompt, spec, n, kwargs) for spec, n in jobs}
+        return {(spec_key(spec), n): _run(pipe, prompt, spec, n, kwargs) for spec, n in jobs}
     return _run_distributed(state, pipe, prompt, jobs, kwargs)
 
 
 def _run(pipe: Any, prompt: str, spec: Spec, steps: int, kwargs: dict[str, Any]) -> Trace:
     trace = generate(pipe, prompt, steps=steps, scheduler=spec, **kwargs)
-    trace.info["compare_key"] = [spec_name(spec), steps]
+    trace.compare_key = (spec_key(spec), steps)
     return trace
 
 
@@ -109,10 +97,10 @@ def _run_distributed(state: Any, pipe: Any, prompt: str, jobs: list, kwargs: dic
     results = {}
     for path in sorted(set(all_paths)):
         trace = Trace.load(path)
-        results[tuple(trace.info["compare_key"])] = trace
+        results[trace.compare_key] = trace
         Path(path).unlink()
     Path(folder[0]).rmdir()
-    order = [(spec_name(spec), n) for spec, n in jobs]
+    order = [(spec_key(spec), n) for spec, n in jobs]
     return {k: results[k] for k in order}
 
 
@@ -135,8 +123,8 @@ def write_index(results: dict[tuple[str, int], Trace], out: str | Path) -> Path:
         trace.save(out / f"{stem}.sdviz")
         rows.append({
             "scheduler": name, "class": trace.scheduler, "steps": steps, "image": f"{stem}.png",
-            "trace": f"{stem}.sdviz", "wall_time_s": round(trace.info.get("wall_time", 0.0), 4),
-            "unet_evals": trace.info.get("unet_evals"),
+            "trace": f"{stem}.sdviz", "wall_time_s": round(trace.wall_time or 0.0, 4),
+            "unet_evals": trace.unet_evals,
         })
     first = next(iter(results.values()))
     index = {"prompt": first.prompt, "seed": first.seed, "guidance_scale": first.guidance_scale,
