@@ -11,9 +11,9 @@ import torch
 from tqdm.auto import tqdm
 
 from sdviz.capturing.hooks import capture
+from sdviz.schedulers import use_scheduler
 from sdviz.train.checker import glyph_mask
 from sdviz.train.data import caption
-from sdviz.schedulers import use_scheduler
 from sdviz.train.evaluation import EVAL_SEED, eval_prompts
 
 # Word positions in "a {fg} {kind} {char} on a {bg} background", by the role each word plays.
