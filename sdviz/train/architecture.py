@@ -53,19 +53,24 @@ TEXT_CONFIG = {
 }
 
 
+def make_pipeline(vae, text_encoder, unet, scheduler=None) -> StableDiffusionPipeline:
+    """Assemble modules into a `StableDiffusionPipeline` with SD 1.5's scheduler config (PNDM) by default."""
+    return StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=load_tokenizer(),
+        unet=unet,
+        scheduler=scheduler or PNDMScheduler.from_config(SCHEDULER_CONFIG),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
 def build_pipeline(seed: int = 0) -> StableDiffusionPipeline:
     """Build the embedded model with freshly initialised weights, deterministically from `seed`."""
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(**UNET_CONFIG)
     vae = AutoencoderKL(**VAE_CONFIG)
     text_encoder = CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG))
-    return StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=load_tokenizer(),
-        unet=unet,
-        scheduler=PNDMScheduler.from_config(SCHEDULER_CONFIG),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    return make_pipeline(vae, text_encoder, unet)

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import math
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import torch
 from safetensors.torch import save_file
-from tqdm.auto import tqdm
 
 from sdviz.train.data import GlyphDataset, to_image
-from sdviz.train.runlog import load_checkpoint, save_checkpoint, save_grid, write_losses
+from sdviz.train.loop import RunConfig, run_loop
+from sdviz.train.runlog import save_grid
 
 
 class AutoencoderLoss(Protocol):
@@ -84,28 +81,11 @@ class DecoderLoss:
 
 
 @dataclass
-class AutoencoderConfig:
+class AutoencoderConfig(RunConfig):
     """Hyperparameters of an autoencoder run."""
 
-    steps: int = 2000
-    batch_size: int = 32
-    lr: float = 1e-3
-    warmup: int = 100
     data_size: int = 40_000
-    seed: int = 0
     shade: float = 0.0  # colour shades around each palette colour (see `data.shade_of`)
-    sample_every: int = 250
-    checkpoint_every: int = 250
-    log_every: int = 10
-    threads: int | None = 1  # one thread per job: the CPU is shared, and oversubscribed threads crawl
-
-
-def lr_at(step: int, steps: int, lr: float, warmup: int) -> float:
-    """Linear warmup, then cosine decay to a tenth of `lr`."""
-    if step < warmup:
-        return lr * (step + 1) / warmup
-    t = (step - warmup) / max(1, steps - warmup)
-    return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
 
 
 def train_autoencoder(
@@ -132,48 +112,20 @@ def train_autoencoder(
     """
     cfg = config or AutoencoderConfig()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     data = GlyphDataset(cfg.data_size, seed=cfg.seed, shade=cfg.shade)
     shown, _, _ = GlyphDataset(16, seed=cfg.seed + 10_000, shade=cfg.shade).batch(0, 16)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
-    state = load_checkpoint(out, {"model": model}, opt) or {"step": 0, "losses": [], "seconds": 0.0}
-    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
-    model.train()
-    bar = tqdm(total=cfg.steps, initial=state["step"], desc="autoencoder", disable=not progress)
-    t0, running = time.time() - state["seconds"], {}
-    last = cfg.steps if until is None else min(until, cfg.steps)
-    while state["step"] < last:
-        step = state["step"]
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, cfg.steps, cfg.lr, cfg.warmup)
+
+    def loss_at(step: int, gen: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
         start = (step * cfg.batch_size) % cfg.data_size
         x, _, _ = data.batch(start, start + cfg.batch_size)
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-        value, parts = loss(model, x, gen)
-        opt.zero_grad(set_to_none=True)
-        value.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        for k, v in {"loss": value.item(), **parts}.items():
-            running[k] = running.get(k, 0.0) + v
-        state["step"] = step = step + 1
-        bar.update(1)
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            n = cfg.log_every if step % cfg.log_every == 0 else step % cfg.log_every
-            row = {"step": step, **{k: v / n for k, v in running.items()}}
-            state["losses"].append(row)
-            bar.set_postfix(loss=f"{row['loss']:.4f}")
-            running = {}
-        if step % cfg.sample_every == 0 or step == cfg.steps:
-            _sample(model, loss, shown, out / "samples" / f"recon-{step:06d}.png")
-        if step % cfg.checkpoint_every == 0 or step in (cfg.steps, last):
-            state["seconds"] = time.time() - t0
-            save_checkpoint(out, {"model": model}, opt, state)
-            write_losses(out, state["losses"], title="autoencoder loss")
-    bar.close()
+        return loss(model, x, gen)
+
+    model.train()
+    run_loop(out, cfg, {"model": model}, opt, loss_at, desc="autoencoder", title="autoencoder loss", until=until,
+             sample=lambda step: _sample(model, loss, shown, out / "samples" / f"recon-{step:06d}.png"),
+             progress=progress)  # fmt: skip
     model.eval()
     if hasattr(model, "save_pretrained"):
         model.save_pretrained(out / "model")

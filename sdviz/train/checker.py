@@ -155,7 +155,7 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 def train_checker(
-    out: str | Path | None = None,
+    out: str | Path,
     *,
     steps: int = 6000,
     batch_size: int = 64,
@@ -167,7 +167,7 @@ def train_checker(
     """Train the character classifier on fresh renders and write its float16 weights.
 
     Args:
-        out: the safetensors file to write; the shipped weights' path when None.
+        out: the safetensors file to write (`weights_path()` replaces the shipped weights).
         steps: optimiser steps.
         batch_size: images per step.
         data_size: distinct rendered glyphs, cycled with fresh blur and noise each pass.
@@ -205,7 +205,7 @@ def train_checker(
         sched.step()
     model.eval()
     acc = accuracy(model, GlyphDataset(2000, seed=seed + 1))
-    path = Path(out) if out is not None else weights_path()
+    path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"accuracy": f"{acc:.4f}", "steps": str(steps), "seed": str(seed), "seconds": f"{time.time() - t0:.0f}"}
     save_file({k: v.half().contiguous() for k, v in model.state_dict().items()}, path, metadata=meta)

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import copy
-import json
 import random
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -17,24 +15,24 @@ from transformers import CLIPTextModel
 
 from sdviz.schedulers import use_scheduler
 from sdviz.tokenizer import load_tokenizer
-from sdviz.train.architecture import SCHEDULER_CONFIG
-from sdviz.train.autoencoder import lr_at
+from sdviz.train.architecture import SCHEDULER_CONFIG, make_pipeline
 from sdviz.train.data import GlyphDataset, all_prompts, caption
-from sdviz.train.runlog import load_checkpoint, save_checkpoint, save_grid, write_losses
+from sdviz.train.loop import RunConfig, run_loop
+from sdviz.train.runlog import save_grid
+
+__all__ = ["DiffusionConfig", "encode_latents", "encode_prompts", "latent_std", "make_pipeline", "prompt_table",
+           "sample", "snr_weights", "train_diffusion"]  # fmt: skip
 
 
 @dataclass
-class DiffusionConfig:
+class DiffusionConfig(RunConfig):
     """Hyperparameters of a UNet run."""
 
     steps: int = 3000
     batch_size: int = 64
-    lr: float = 1e-3
-    warmup: int = 100
     data_size: int = 30_000
     data_seed: int = 0
     shade: float = 0.0  # colour shades around each palette colour (see `data.shade_of`)
-    seed: int = 0
     uncond_prob: float = 0.1  # captions dropped to "" so that classifier-free guidance works
     snr_gamma: float | None = 5.0  # min-SNR loss weighting (Hang et al. 2023); None: plain epsilon MSE
     ema_decay: float = 0.999
@@ -42,7 +40,6 @@ class DiffusionConfig:
     sample_steps: int = 25
     checkpoint_every: int = 100
     log_every: int = 20
-    threads: int | None = 1
 
 
 def prompt_table() -> list[str]:
@@ -100,22 +97,6 @@ def snr_weights(alphas_cumprod: torch.Tensor, gamma: float | None) -> torch.Tens
     return snr.clamp(max=gamma) / snr
 
 
-def make_pipeline(vae, text_encoder, unet, scheduler=None) -> StableDiffusionPipeline:
-    """Assemble modules into a `StableDiffusionPipeline` with SD 1.5's scheduler config."""
-    from diffusers import PNDMScheduler
-
-    return StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=load_tokenizer(),
-        unet=unet,
-        scheduler=scheduler or PNDMScheduler.from_config(SCHEDULER_CONFIG),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-
-
 @torch.no_grad()
 def sample(pipe: StableDiffusionPipeline, prompts: list[str], seed: int, steps: int = 25, guidance_scale: float = 7.5):
     """Generate one image per prompt with Euler, each from `seed + i`."""
@@ -153,13 +134,9 @@ def train_diffusion(
     """
     cfg = config or DiffusionConfig()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    (out / "config.json").write_text(json.dumps({**asdict(cfg), "train_text_encoder": train_text_encoder}, indent=1))
     vae.eval()
-    cache = encode_latents(vae, GlyphDataset(cfg.data_size, seed=cfg.data_seed, shade=cfg.shade), out / "latents.safetensors",
-                           progress=progress)  # fmt: skip
+    cache = encode_latents(vae, GlyphDataset(cfg.data_size, seed=cfg.data_seed, shade=cfg.shade),
+                           out / "latents.safetensors", progress=progress)  # fmt: skip
     scale = vae.config.scaling_factor
     table = prompt_table()
     text_encoder.requires_grad_(train_text_encoder)
@@ -171,19 +148,11 @@ def train_diffusion(
     ema = copy.deepcopy(unet).requires_grad_(False)
     modules = {"unet": unet, "ema": ema} | ({"text_encoder": text_encoder} if train_text_encoder else {})
     torch.manual_seed(cfg.seed)
-    state = load_checkpoint(out, modules, opt) or {"step": 0, "losses": [], "seconds": 0.0}
     shown = [caption(*p) for p in random.Random(cfg.seed + 99).sample(all_prompts(), 16)]
     tok = load_tokenizer()
     n = cache["mean"].shape[0]
-    unet.train()
-    bar = tqdm(total=cfg.steps, initial=state["step"], desc="diffusion", disable=not progress)
-    t0, running = time.time() - state["seconds"], 0.0
-    last = cfg.steps if until is None else min(until, cfg.steps)
-    while state["step"] < last:
-        step = state["step"]
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, cfg.steps, cfg.lr, cfg.warmup)
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+
+    def loss_at(step: int, gen: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
         idx = torch.randint(0, n, (cfg.batch_size,), generator=gen)
         eps0 = torch.randn(cache["mean"][idx].shape, generator=gen)
         z = (cache["mean"][idx] + cache["std"][idx] * eps0) * scale
@@ -197,31 +166,24 @@ def train_diffusion(
         noise = torch.randn(z.shape, generator=gen)
         t = torch.randint(0, noise_sched.config.num_train_timesteps, (cfg.batch_size,), generator=gen)
         pred = unet(noise_sched.add_noise(z, noise, t), t, cond).sample
-        loss = (weights[t] * (pred - noise).pow(2).mean(dim=(1, 2, 3))).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        decay = min(cfg.ema_decay, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for e, p in zip(ema.parameters(), unet.parameters(), strict=True):
-                e.lerp_(p, 1 - decay)
-        running += loss.item()
-        state["step"] = step = step + 1
-        bar.update(1)
-        if step % cfg.log_every == 0:
-            state["losses"].append({"step": step, "loss": running / cfg.log_every})
-            bar.set_postfix(loss=f"{running / cfg.log_every:.4f}")
-            running = 0.0
-        if step % cfg.sample_every == 0 or step == cfg.steps:
-            images = sample(make_pipeline(vae, text_encoder.eval(), ema), shown, seed=10_000, steps=cfg.sample_steps)
-            text_encoder.train(train_text_encoder)
-            save_grid(images, out / "samples" / f"step-{step:06d}.png")
-            (out / "samples" / "prompts.txt").write_text("\n".join(shown) + "\n")
-        if step % cfg.checkpoint_every == 0 or step in (cfg.steps, last):
-            state["seconds"] = time.time() - t0
-            save_checkpoint(out, modules, opt, state)
-            write_losses(out, state["losses"], title=f"diffusion loss (epsilon MSE{', min-SNR weighted' if cfg.snr_gamma else ''})")
-    bar.close()
+        return (weights[t] * (pred - noise).pow(2).mean(dim=(1, 2, 3))).mean(), {}
+
+    @torch.no_grad()
+    def update_ema(step: int) -> None:
+        decay = min(cfg.ema_decay, step / (9 + step))  # warms up: 0.1 after the first step
+        for e, p in zip(ema.parameters(), unet.parameters(), strict=True):
+            e.lerp_(p, 1 - decay)
+
+    def sample_grid(step: int) -> None:
+        images = sample(make_pipeline(vae, text_encoder.eval(), ema), shown, seed=10_000, steps=cfg.sample_steps)
+        text_encoder.train(train_text_encoder)
+        save_grid(images, out / "samples" / f"step-{step:06d}.png")
+        (out / "samples" / "prompts.txt").write_text("\n".join(shown) + "\n")
+
+    unet.train()
+    title = f"diffusion loss (epsilon MSE{', min-SNR weighted' if cfg.snr_gamma else ''})"
+    run_loop(out, cfg, modules, opt, loss_at, desc="diffusion", title=title, after_step=update_ema,
+             sample=sample_grid, until=until, progress=progress,
+             extra_config={"train_text_encoder": train_text_encoder})  # fmt: skip
     text_encoder.eval()
     return ema.eval()

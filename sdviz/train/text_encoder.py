@@ -9,28 +9,24 @@ padding (a linear probe reads character, glyph and background colour from paddin
 
 from __future__ import annotations
 
-import json
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 from transformers import CLIPTextModel
 
 from sdviz.tokenizer import load_tokenizer
-from sdviz.train.autoencoder import lr_at
 from sdviz.train.data import CHARS, COLORS, DIGITS, all_prompts, caption
-from sdviz.train.runlog import load_checkpoint, save_checkpoint, write_losses
+from sdviz.train.loop import RunConfig, run_loop
 
 # What a token's output is asked to name; class 0 is "nothing".
 SLOTS = {"fg": 1 + len(COLORS), "kind": 3, "char": 1 + len(CHARS), "bg": 1 + len(COLORS)}
 
 
 @dataclass
-class TextEncoderConfig:
+class TextEncoderConfig(RunConfig):
     """Hyperparameters of the text encoder's pretraining."""
 
     steps: int = 600
@@ -38,7 +34,6 @@ class TextEncoderConfig:
     lr: float = 3e-3
     warmup: int = 30
     silence_weight: float = 1.0  # pull the end token and padding towards the empty prompt's
-    seed: int = 0
     checkpoint_every: int = 100
     log_every: int = 20
     threads: int | None = 2
@@ -87,11 +82,6 @@ def pretrain_text_encoder(
         The same module, in eval mode with gradients off.
     """
     cfg = config or TextEncoderConfig()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
     tok = load_tokenizer()
     rows = [token_targets(p, tok) for p in all_prompts()]
     ids = torch.tensor([r[0] for r in rows])  # (N, 77)
@@ -99,40 +89,19 @@ def pretrain_text_encoder(
     ends = torch.tensor([r[2] for r in rows])
     silent = torch.arange(ids.shape[1])[None] >= ends[:, None]  # (N, 77): end token and padding
     empty = tok("", padding="max_length", max_length=tok.model_max_length, return_tensors="pt").input_ids
-    hidden = text_encoder.config.hidden_size
     torch.manual_seed(cfg.seed)
-    heads = torch.nn.ModuleDict({s: torch.nn.Linear(hidden, n) for s, n in SLOTS.items()})
-    params = list(text_encoder.parameters()) + list(heads.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
-    modules = {"text_encoder": text_encoder, "heads": heads}
-    state = load_checkpoint(out, modules, opt) or {"step": 0, "losses": [], "seconds": 0.0}
-    text_encoder.train().requires_grad_(True)
-    bar = tqdm(total=cfg.steps, initial=state["step"], desc="text encoder", disable=not progress)
-    t0, running = time.time() - state["seconds"], 0.0
-    while state["step"] < cfg.steps:
-        step = state["step"]
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, cfg.steps, cfg.lr, cfg.warmup)
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+    heads = torch.nn.ModuleDict({s: torch.nn.Linear(text_encoder.config.hidden_size, n) for s, n in SLOTS.items()})
+    opt = torch.optim.AdamW([*text_encoder.parameters(), *heads.parameters()], lr=cfg.lr, weight_decay=0.0)
+
+    def loss_at(step: int, gen: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
         idx = torch.randint(0, len(ids), (cfg.batch_size,), generator=gen)
         h = text_encoder(torch.cat([ids[idx], empty]))[0]  # (B + 1, 77, hidden)
         h, h_empty = h[:-1], h[-1:]
         named = sum(F.cross_entropy(heads[s](h).flatten(0, 1), targets[s][idx].flatten()) for s in SLOTS)
         quiet = (h - h_empty).pow(2).mean(-1)[silent[idx]].mean()
-        loss = named + cfg.silence_weight * quiet
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        running += loss.item()
-        state["step"] = step = step + 1
-        bar.update(1)
-        if step % cfg.log_every == 0:
-            state["losses"].append({"step": step, "loss": running / cfg.log_every, "silence": quiet.item()})
-            bar.set_postfix(loss=f"{running / cfg.log_every:.4f}")
-            running = 0.0
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            state["seconds"] = time.time() - t0
-            save_checkpoint(out, modules, opt, state)
-            write_losses(out, state["losses"], title="text encoder pretraining (named slots + silence)")
-    bar.close()
+        return named + cfg.silence_weight * quiet, {"silence": quiet.item()}
+
+    text_encoder.train().requires_grad_(True)
+    run_loop(Path(out), cfg, {"text_encoder": text_encoder, "heads": heads}, opt, loss_at, desc="text encoder",
+             title="text encoder pretraining (named slots + silence)", clip=None, progress=progress)  # fmt: skip
     return text_encoder.eval().requires_grad_(False)
