@@ -135,6 +135,7 @@ def train_diffusion(
     """
     cfg = config or DiffusionConfig()
     out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)  # the latent cache is written before the loop starts
     vae.eval()
     cache = encode_latents(vae, GlyphDataset(cfg.data_size, seed=cfg.data_seed, shade=cfg.shade, light=cfg.light),
                            out / "latents.safetensors", progress=progress)  # fmt: skip
