@@ -24,8 +24,12 @@ from sdviz.schedules import SD15_SCHEDULER_CONFIG
 from sdviz.tokenizer import load_tokenizer
 
 PROMPT = "a red letter A on a blue background"
-XL_SCHEDULER = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "steps_offset": 1,
-                "timestep_spacing": "leading", "num_train_timesteps": 1000}  # fmt: skip
+XL_SCHEDULER = {  # SDXL base 1.0's scheduler config
+    "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "clip_sample": False,
+    "interpolation_type": "linear", "num_train_timesteps": 1000, "prediction_type": "epsilon", "sample_max_value": 1.0,
+    "set_alpha_to_one": False, "skip_prk_steps": True, "steps_offset": 1, "timestep_spacing": "leading",
+    "trained_betas": None, "use_karras_sigmas": False,
+}
 SD2_SCHEDULER = {**SD15_SCHEDULER_CONFIG, "prediction_type": "v_prediction"}
 
 
@@ -111,3 +115,35 @@ def build_inpaint(seed: int = 0) -> StableDiffusionInpaintPipeline:
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def sd2_original_checkpoint(pipe: StableDiffusionPipeline) -> dict[str, torch.Tensor]:
+    """Write an SD 2.x pipeline in the original single-file layout, OpenCLIP text encoder included.
+
+    The UNet's and VAE's original names come from sdviz's SD 1.x tables (SD 2.x keeps the names; its linear
+    `proj_in`/`proj_out` stay 2-D); the text encoder's are OpenCLIP's (fused q, k, v as `in_proj`).
+    """
+    from sdviz.models import VAE, UNet
+    from sdviz.models.convert import key_table
+
+    out = {}
+    twin = UNet.from_diffusers(sd_unet())  # the SD 1.x layout of the same blocks: the same parameter names
+    for module, ours in ((pipe.unet, twin), (pipe.vae, VAE.from_diffusers(pipe.vae))):
+        state = module.state_dict()
+        for diffusers_name, original in key_table(ours).values():
+            t = state[diffusers_name]
+            vae_attention = module is pipe.vae and t.ndim == 2 and "attn" in original  # 1x1 convolutions there
+            out[original] = t[:, :, None, None] if vae_attention else t
+    text = pipe.text_encoder.state_dict()
+    clip = "cond_stage_model.model."
+    out[clip + "token_embedding.weight"] = text["embeddings.token_embedding.weight"]
+    out[clip + "positional_embedding"] = text["embeddings.position_embedding.weight"]
+    out[clip + "ln_final.weight"], out[clip + "ln_final.bias"] = text["final_layer_norm.weight"], text["final_layer_norm.bias"]
+    for i in range(pipe.text_encoder.config.num_hidden_layers):
+        src, dst = f"encoder.layers.{i}.", f"{clip}transformer.resblocks.{i}."
+        for kind in ("weight", "bias"):
+            out[dst + f"attn.in_proj_{kind}"] = torch.cat([text[src + f"self_attn.{p}_proj.{kind}"] for p in "qkv"])
+            for a, b in (("self_attn.out_proj", "attn.out_proj"), ("layer_norm1", "ln_1"), ("layer_norm2", "ln_2"),
+                         ("mlp.fc1", "mlp.c_fc"), ("mlp.fc2", "mlp.c_proj")):
+                out[dst + f"{b}.{kind}"] = text[src + f"{a}.{kind}"]
+    return {k: v.detach().contiguous() for k, v in out.items()}

@@ -97,7 +97,8 @@ def generate(
                   negative_prompt=negative_prompt, prompt_2=call.get("prompt_2"), mask_image=mask_image)  # fmt: skip
     settings = (seed, guidance_scale, image, strength, denoising_start, denoising_end)
     try:
-        with use_scheduler(run_pipe, scheduler, seed=seed), cap:
+        # SDXL casts its VAE to float32 on every run, and diffusers warns each time even when nothing changes
+        with use_scheduler(run_pipe, scheduler, seed=seed), cap, quiet("diffusers.models.modeling_utils"):
             run_pipe(prompt, **call)
     except KeyboardInterrupt as e:
         e.trace = _settings(cap.trace, *settings)
