@@ -147,10 +147,15 @@ def test_inpainting_keeps_the_mask(pipes):
         torch.testing.assert_close(a.init_latents, noise * pipe.scheduler.init_noise_sigma)
 
 
-def test_inpainting_with_a_text_to_image_model(embedded_pipe):
+def test_inpainting_with_a_text_to_image_model(embedded_pipe, pipes):
     trace = sdviz.generate(embedded_pipe, PROMPT, steps=2, image=INIT.resize((64, 64)), mask_image=MASK.resize((64, 64)))
     assert trace.pipeline == "StableDiffusionInpaintPipeline" and trace.mask.shape == (64, 64)
     assert type(embedded_pipe).__name__ == "StableDiffusionPipeline"
+    xl = sdviz.generate(pipes["sdxl"], PROMPT, steps=2, image=INIT, mask_image=MASK, attention=True)
+    assert xl.pipeline == "StableDiffusionXLInpaintPipeline" and xl.mask.shape == (32, 32)
+    assert xl.tokens_2 is not None and xl.added_cond["time_ids"].shape == (1, 6)
+    img2img = sdviz.generate(pipes["sdxl"], PROMPT, steps=4, image=INIT, strength=0.5)
+    assert img2img.pipeline == "StableDiffusionXLImg2ImgPipeline" and len(img2img.steps) == 2
 
 
 def test_latents_start_text_to_image(embedded_pipe):
