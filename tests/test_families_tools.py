@@ -102,6 +102,7 @@ def test_generate_refuses_what_a_family_cannot_do(embedded_pipe):
         (embedded_pipe, {"image": INIT, "latents": torch.zeros(1, 4, 8, 8)}, "latents= sets the initial noise"),
         (xl, {"pipeline_kwargs": {"orignal_size": (8, 8)}}, "takes no .'orignal_size'. .did you mean 'original_size'"),
         (xl, {"pipeline_kwargs": {"num_inference_steps": 3}}, r"generate\(\)'s own arguments"),
+        (xl, {"pipeline_kwargs": {"denoising_end": 3}}, r"\['denoising_end'\] are generate\(\)'s own arguments"),
         (embedded_pipe, {"image": INIT, "strength": 0.0}, r"strength must be in \(0, 1\]"),
     ]
     for pipe, kwargs, message in cases:

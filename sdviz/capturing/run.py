@@ -106,6 +106,11 @@ def generate(
     return _settings(cap.trace, *settings)
 
 
+# the diffusers call arguments generate() sets from its own (pipeline_kwargs may not set them behind its back)
+_OWN = {"prompt", "num_inference_steps", "guidance_scale", "negative_prompt", "generator", "num_images_per_prompt",
+        "image", "strength", "mask_image", "height", "width", "latents", "denoising_start", "denoising_end"}  # fmt: skip
+
+
 def _family_options(run_pipe: Any, latents: Any, start: Any, end: Any, extra: dict | None, call: dict) -> dict:
     """Check and return the call's family-specific arguments: latents, SDXL's denoising range, the extras."""
     out: dict[str, Any] = {}
@@ -126,7 +131,7 @@ def _family_options(run_pipe: Any, latents: Any, start: Any, end: Any, extra: di
         out[name] = float(value)
     if extra:
         accepted = set(inspect.signature(run_pipe.__call__).parameters) - {"self", "kwargs", "prompt"}
-        own = sorted(set(extra) & (set(call) | {"prompt", "num_inference_steps", "generator", "latents"}))
+        own = sorted(set(extra) & _OWN)
         unknown = sorted(set(extra) - accepted)
         if own:
             raise ValueError(f"pipeline_kwargs {own} are generate()'s own arguments: pass them directly")
