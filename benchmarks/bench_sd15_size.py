@@ -5,7 +5,7 @@ rotates every repeat) after one plain warm-up run; ratios are per repeat against
 Also prints the bytes of the attention maps and the size of the saved trace. Random weights cost the same
 time as trained ones; nothing is downloaded.
 
-Usage: python benchmarks/bench_sd15_size.py [--steps 2] [--repeats 3] [--threads 2] [--size 512]
+Usage: python benchmarks/bench_sd15_size.py [--steps 2] [--repeats 3] [--threads 2] [--size 512] [--max-minutes 9]
 """
 
 import argparse
@@ -46,6 +46,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--max-minutes", type=float, default=None, help="stop repeating when this much time has gone")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
@@ -69,6 +70,9 @@ def main() -> None:
     plain()  # warm-up: first-call allocations
     names = list(runs)
     for i in range(args.repeats):
+        if args.max_minutes and i > 0 and time.perf_counter() - t0 > 60 * args.max_minutes * i / (i + 1):
+            args.repeats = i  # another repeat would not end in time
+            break
         for name in names[i % 3 :] + names[: i % 3]:
             t = time.perf_counter()
             runs[name]()
