@@ -9,6 +9,7 @@ from matplotlib.figure import Figure
 
 from sdviz.latent_rgb import LatentRGB
 from sdviz.plot import bare, kept_steps, latent_image, step_tensor
+from sdviz.plot.attention import word_occurrences
 from sdviz.trace import Trace
 from sdviz.widgets.viewer import Viewer, W
 
@@ -79,8 +80,9 @@ class AttentionExplorer(Viewer):
         if trace.attention is None:
             raise ValueError("the trace has no attention maps: generate with attention=True")
         self.trace, self.maps, self.index = trace, trace.attention, index
-        words = [w for w, _ in self.maps.words(index)]
-        self.word = W.Dropdown(options=words, value=words[0], description="word")
+        self.words = {label: (w, occurrence) for label, w, occurrence in word_occurrences(self.maps, index)}
+        labels = list(self.words)  # a repeated word once per occurrence: "a #1", "a #2"
+        self.word = W.Dropdown(options=labels, value=labels[0], description="word")
         ranges = [(f"all steps {self.maps.bins[0][0]}-{self.maps.bins[-1][1] - 1}",
                    (self.maps.bins[0][0], self.maps.bins[-1][1]))]
         ranges += [(f"steps {a}-{b - 1}", (a, b)) for a, b in self.maps.bins] if len(self.maps.bins) > 1 else []
@@ -104,7 +106,9 @@ class AttentionExplorer(Viewer):
         return (-0.5, w - 0.5, h - 0.5, -0.5)
 
     def _map(self) -> np.ndarray:
-        return self.maps.word_map(self.word.value, steps=self.steps.value, index=self.index, size="image").numpy()
+        word, occurrence = self.words[self.word.value]
+        return self.maps.word_map(word, occurrence=occurrence, steps=self.steps.value, index=self.index,
+                                  size="image").numpy()  # fmt: skip
 
     def update(self) -> None:
         """Show the chosen word and step range (errors, such as a range with no maps, show inline)."""
