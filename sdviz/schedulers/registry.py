@@ -138,6 +138,23 @@ class SchedulerInfo:
     summary: str
     params: list[Param] = field(repr=False)
 
+    def __repr__(self) -> str:
+        alias = ", ".join(f"{k}={v!r}" for k, v in self.settings.items())
+        evals = "1 UNet evaluation" if self.evals_per_step == 1 else f"{self.evals_per_step} UNet evaluations"
+        lines = [
+            f"{self.name}" + (f" with {alias}" if alias else ""),
+            f"  {self.summary}",
+            f"  order {self.order}, {evals} a step, {'stochastic' if self.stochastic else 'deterministic'}; "
+            f"aliases: {', '.join(self.aliases) or '(none)'}",
+            f"  {len(self.params)} parameters (name: type or allowed values = default: meaning):",
+        ]
+        for p in self.params:
+            line = f"    {p.line()}"
+            if p.name in self.settings and self.settings[p.name] != p.default:
+                line = line.replace(f" = {p.default!r}", f" = {p.default!r} (here {self.settings[p.name]!r})", 1)
+            lines.append(line)
+        return "\n".join(lines)
+
     def param(self, name: str) -> Param:
         """Return the parameter `name`."""
         for p in self.params:
