@@ -22,7 +22,8 @@ Left out, and why:
   `UnCLIP`, `Helios*`, `SCM`, `DDPMWuerstchen`, `CogVideoXDPM`, ...) do not build from SD's config or do not
   speak the protocol.
 
-`DPMSolverSDEScheduler` needs the `torchsde` package; without it `names()` leaves it out.
+`DPMSolverSDEScheduler` needs the `torchsde` package (`pip install "sdviz[sde]"`); without it `names()` leaves it
+out and asking for it says how to install it.
 """
 
 from __future__ import annotations
@@ -191,7 +192,7 @@ def lookup(name: str) -> tuple[str, dict[str, Any]]:
     if name in _REGISTRY or name in _ALIASES:
         cls, settings = (name, {}) if name in _REGISTRY else _ALIASES[name]
         if not _installed(cls):
-            raise ValueError(f"{cls} needs the torchsde package: pip install torchsde")
+            raise ValueError(f'{cls} needs the torchsde package: pip install "sdviz[sde]" (or pip install torchsde)')
         return cls, dict(settings)
     folded = {k.lower(): k for k in (*_REGISTRY, *_ALIASES)}
     if name.lower() in folded:
