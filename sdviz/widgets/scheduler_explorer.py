@@ -44,12 +44,13 @@ class SchedulerExplorer(Viewer):
         if selected is None:
             selected = tuple(n for n in FIRST if n in options) or tuple(options[:2])
         self.buttons = {n: W.ToggleButton(value=n in selected, description=n, tooltip=self._tooltip(n),
-                                          layout=W.Layout(width="150px")) for n in options}  # fmt: skip
+                                          layout=W.Layout(width="170px")) for n in options}  # fmt: skip
         self.picker = W.Box(list(self.buttons.values()), layout=W.Layout(flex_flow="row wrap", width="100%"))
         self.steps = W.IntSlider(value=25, min=1, max=100, description="steps", continuous_update=False,
                                  layout=W.Layout(width="420px"))  # fmt: skip
         self.settings = W.Text(value="", placeholder="e.g. use_karras_sigmas=True, timestep_spacing='trailing'",
-                               description="settings", layout=W.Layout(width="600px"))  # fmt: skip
+                               description="settings", continuous_update=False,  # on Enter, not per key
+                               layout=W.Layout(width="600px"))  # fmt: skip
         self.error = W.HTML()
         self.info = W.HTML()
         self.fig = Figure(figsize=(7.5, 3.2), layout="constrained")
@@ -90,6 +91,8 @@ class SchedulerExplorer(Viewer):
         """Recompute the schedules; a validation error goes to `self.error` and the plot keeps its last state."""
         if self._holding:
             return
+        for b in self.buttons.values():
+            b.icon = "check" if b.value else ""  # shading alone is easy to miss
         try:
             params = parse_settings(self.settings.value)
             runs = {n: schedulers.schedule(n, self.steps.value, self.config, **params) for n in self.selected}
