@@ -96,3 +96,10 @@ def test_schedule_follows_the_pipeline_config(embedded_pipe):
     assert schedulers.schedule("euler", 50, embedded_pipe.scheduler).sigmas.equal(own.sigmas)
     karras = schedulers.schedule("dpm++2m_karras", 10, embedded_pipe)
     assert "Karras sigmas" in repr(karras) and len(repr(karras)) < 250
+
+
+def test_sdviz_own_samplers_are_captured_too(embedded_pipe):
+    mine = sdviz.swap(embedded_pipe, scheduler="ddim")  # sdviz's DDIM from the paper, not a diffusers class
+    trace = sdviz.generate(mine, PROMPT, steps=4, seed=0, keep=["latents"])
+    assert [s.latent_sigma for s in trace.steps[:-1]] == [s.sigma for s in trace.steps[1:]]
+    assert trace.steps[-1].latent_sigma == 0.0 and trace.steps[0].latent_scale < 1.0  # variance preserving

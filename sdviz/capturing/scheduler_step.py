@@ -86,9 +86,15 @@ def record_latent_scales(steps: list[Step], scheduler: Any) -> None:
     """Set each step's `latent_sigma` and `latent_scale`: the level the next evaluation saw, the end for the last."""
     if not steps:
         return
-    vp = float(scheduler.init_noise_sigma) <= 1.0 + 1e-6  # Euler-family schedulers start at sigma_max > 1
+    vp = float(getattr(scheduler, "init_noise_sigma", 1.0)) <= 1.0 + 1e-6  # the Euler family starts at sigma_max
     sigmas, i = getattr(scheduler, "sigmas", None), getattr(scheduler, "step_index", None)
-    end = float(sigmas[i]) if sigmas is not None and i is not None and i < len(sigmas) else final_sigma(scheduler)
+    if sigmas is not None and i is not None and i < len(sigmas):
+        end = float(sigmas[i])
+    else:
+        try:
+            end = final_sigma(scheduler)
+        except AttributeError:  # not a diffusers scheduler (sdviz's own samplers): take the run to end clean
+            end = 0.0
     for step, level in zip(steps, [s.sigma for s in steps[1:]] + [end], strict=True):
         step.latent_sigma = level
         step.latent_scale = 1.0 / math.sqrt(1.0 + level**2) if vp else 1.0
