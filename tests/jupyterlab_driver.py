@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 CHROMIUM = "/usr/bin/chromium"  # Playwright's own browser download does not work offline
+NB = ".jp-NotebookPanel:not(.lm-mod-hidden) "  # the notebook in front; others stay open in their tabs
 
 
 def free_port() -> int:
@@ -74,9 +75,16 @@ class Lab:
         page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
 
     def open(self, name: str, *, timeout: float = 120) -> None:
-        """Open notebook `name` and wait until its kernel is idle."""
-        self.page.goto(self.url.format(name=name))
-        self.page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=timeout * 1000)
+        """Open notebook `name` in front and wait until its kernel is idle."""
+        if self.page.url.startswith("http"):  # JupyterLab is up: open a tab, as a reader does from the file browser
+            self.page.evaluate(f"() => window.jupyterapp.commands.execute('docmanager:open', {{path: {name!r}}}).then(() => null)")
+        else:
+            self.page.goto(self.url.format(name=name))
+        self.page.wait_for_function(
+            f"() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
+            f" && window.jupyterapp.shell.currentWidget.context.path === {name!r}", timeout=timeout * 1000
+        )
+        self.page.wait_for_selector(NB + ".jp-Cell", timeout=timeout * 1000)
         self.wait_idle(timeout)
 
     def kernel_status(self) -> str:
@@ -92,7 +100,7 @@ class Lab:
         deadline = time.monotonic() + timeout
         while True:
             busy = self.page.evaluate(
-                "() => [...document.querySelectorAll('.jp-InputPrompt')].some(p => p.textContent.includes('*'))"
+                "() => [...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-InputPrompt')].some(p => p.textContent.includes('*'))"
             )
             if self.kernel_status() == "idle" and not busy:
                 return
@@ -108,7 +116,7 @@ class Lab:
 
     def cell_outputs(self) -> list[str]:
         """Return the text of every error output of the notebook."""
-        return self.page.eval_on_selector_all(".jp-OutputArea-output[data-mime-type*='error'], .jp-RenderedText[data-mime-type='application/vnd.jupyter.stderr']", "els => els.map(e => e.textContent)")
+        return self.page.eval_on_selector_all(NB + ".jp-OutputArea-output[data-mime-type*='error'], " + NB + ".jp-RenderedText[data-mime-type='application/vnd.jupyter.stderr']", "els => els.map(e => e.textContent)")
 
     def wait_changed(self, image, before: str, timeout: float = 60) -> str:
         """Wait until the widget picture `image` (a locator) shows a new PNG; return its new `src`."""
@@ -135,20 +143,20 @@ def cleared_copy(notebook: Path, folder: Path) -> str:
 
 
 def _picture(lab: Lab, i: int):
-    return lab.page.locator(".jp-OutputArea-output .widget-image").nth(i)
+    return lab.page.locator(NB + ".jp-OutputArea-output .widget-image").nth(i)
 
 
 def _sizes(lab: Lab) -> list[dict[str, int]]:
     """Return each widget picture's PNG size and the size it is shown at."""
     return lab.page.eval_on_selector_all(
-        ".jp-OutputArea-output .widget-image",
+        NB + ".jp-OutputArea-output .widget-image",
         "els => els.map(e => ({natural: [e.naturalWidth, e.naturalHeight], shown: [e.clientWidth, e.clientHeight]}))",
     )
 
 
 def _change(lab: Lab, i: int, act, shots: Path, name: str) -> dict:
     """Do `act`, wait until picture `i` changes; save the output before and after; return what was seen."""
-    out = _picture(lab, i).locator("xpath=ancestor::div[contains(@class, 'jp-Cell')][1]")
+    out = _picture(lab, i).locator("xpath=ancestor::div[contains(concat(' ', @class, ' '), ' jp-Cell ')][1]")
     out.scroll_into_view_if_needed()
     before_png = out.screenshot(path=str(shots / f"{name}-before.png"))
     before = _picture(lab, i).get_attribute("src")
@@ -169,11 +177,17 @@ def tour(lab: Lab, notebooks: Path, root: Path, shots: Path) -> dict:
         changed, the slider's new reading, the words offered, the notebook's error outputs, console errors.
     """
     shots.mkdir(parents=True, exist_ok=True)
+    shipped = root / "shipped-01.ipynb"  # as a reader opens it before running anything
+    shipped.write_bytes((notebooks / "01_pipeline_walkthrough.ipynb").read_bytes())
+    lab.open(shipped.name)
+    seen = {"shipped_pictures": lab.page.eval_on_selector_all(
+        ".jp-OutputArea-output", "els => els.filter(e => e.querySelector('img')).length"),
+        "shipped_text": lab.page.eval_on_selector_all(".jp-OutputArea-output", "els => els.map(e => e.textContent)")}
     lab.open(cleared_copy(notebooks / "01_pipeline_walkthrough.ipynb", root))
     lab.page.evaluate("() => window.jupyterapp.commands.execute('application:toggle-left-area')")  # more room
     lab.run_all()
-    seen = {"errors_in_notebook": lab.cell_outputs(), "sizes": _sizes(lab)}
-    handle = lab.page.locator(".widget-slider .noUi-handle").first
+    seen.update(errors_in_notebook=lab.cell_outputs(), sizes=_sizes(lab))
+    handle = lab.page.locator(NB + ".widget-slider .noUi-handle").first
 
     def move():
         handle.focus()
@@ -181,8 +195,8 @@ def tour(lab: Lab, notebooks: Path, root: Path, shots: Path) -> dict:
             lab.page.keyboard.press("ArrowRight")
 
     seen["slider"] = _change(lab, 0, move, shots, "step-scrubber")
-    seen["slider_reads"] = lab.page.locator(".widget-slider .widget-readout").first.text_content()
-    select = lab.page.locator(".widget-dropdown select").first
+    seen["slider_reads"] = lab.page.locator(NB + ".widget-slider .widget-readout").first.text_content()
+    select = lab.page.locator(NB + ".widget-dropdown select").first
     seen["words"] = [w.replace("\xa0", " ") for w in select.evaluate("e => [...e.options].map(o => o.textContent)")]
     seen["dropdown"] = _change(lab, 1, lambda: select.select_option(label="blue"), shots, "attention-explorer")
     lab.page.screenshot(path=str(shots / "jupyterlab.png"))
@@ -202,12 +216,12 @@ def tour_scheduler_explorer(lab: Lab, root: Path, shots: Path) -> dict:
     lab.run_all()
     page = lab.page
     seen = {"errors_in_notebook": lab.cell_outputs(), "sizes": _sizes(lab)}
-    active = ".widget-toggle-button.mod-active"
+    active = NB + ".widget-toggle-button.mod-active"
     seen["first"] = [b.strip() for b in page.locator(active).all_text_contents()]
-    seen["click"] = _change(lab, 0, lambda: page.locator(".widget-toggle-button", has_text="heun").first.click(), shots,
+    seen["click"] = _change(lab, 0, lambda: page.locator(NB + ".widget-toggle-button", has_text="heun").first.click(), shots,
                             "scheduler-explorer")  # fmt: skip
     seen["after_click"] = [b.strip() for b in page.locator(active).all_text_contents()]
-    box = page.locator(".widget-text input").first
+    box = page.locator(NB + ".widget-text input").first
     seen["settings_box"] = box.evaluate(
         "e => { const c = document.createElement('canvas').getContext('2d'); c.font = getComputedStyle(e).font;"
         " return {width: e.clientWidth, placeholder: e.placeholder, text: c.measureText(e.placeholder).width}; }"

@@ -4,6 +4,7 @@ Chromium), notebook 01 run as a reader runs it, its slider moved and its dropdow
 import shutil
 from pathlib import Path
 
+import nbformat
 import pytest
 
 pytest.importorskip("playwright", reason="pip install -e '.[dev]' installs playwright")  # a dev extra, not a skip
@@ -28,6 +29,10 @@ def lab(tmp_path_factory):
 def test_notebook_01_widgets_respond_in_jupyterlab(lab, tmp_path):
     seen = tour(lab[0], NOTEBOOKS, lab[1], tmp_path)
     assert seen["errors_in_notebook"] == [] and seen["console_errors"] == []
+    shipped = nbformat.read(NOTEBOOKS / "01_pipeline_walkthrough.ipynb", as_version=4)
+    pictures = sum("image/png" in o.get("data", {}) for c in shipped.cells for o in c.get("outputs", []))
+    assert seen["shipped_pictures"] == pictures  # the widgets' pictures too, before anything runs
+    assert not any("Error displaying widget" in t for t in seen["shipped_text"])
     assert len(seen["sizes"]) == 2  # the step scrubber and the attention explorer
     for size in seen["sizes"]:  # shown at the PNG's own size (or shrunk to fit), never stretched
         assert size["shown"][0] <= size["natural"][0]

@@ -79,6 +79,7 @@ def plot_quality(
         ax.set_xscale("log")
         ticks = sorted({r["steps"] for r in rows})
         ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.set_xticks([], minor=True)  # the log axis's own minor labels (6 x 10^0 ...) would crowd these
     ax.set_xlabel(_X_LABELS[x])
     ax.set_ylabel(_METRIC_LABELS[metric])
     ax.set_ylim(-0.02, 1.02)
