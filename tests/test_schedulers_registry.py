@@ -118,3 +118,6 @@ def test_without_torchsde_the_sde_scheduler_is_off_and_says_how_to_install(monke
     for name in ("DPMSolverSDEScheduler", "dpm++sde"):
         with pytest.raises(ValueError, match=r'pip install "sdviz\[sde\]"'):
             schedulers.make(name)
+    monkeypatch.setattr(diffusers, "LMSDiscreteScheduler", Placeholder)  # diffusers offers LMS only with scipy
+    with pytest.raises(ValueError, match="LMSDiscreteScheduler needs the scipy package"):
+        schedulers.make("lms")

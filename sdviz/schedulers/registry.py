@@ -115,6 +115,13 @@ _LEFT_OUT: dict[str, tuple[str, str | None]] = {
     "DPMSolverMultistepInverseScheduler": ("it runs from data to noise (inversion), not a sampler", "dpm++2m"),
 }
 
+# Schedulers diffusers offers only with another package installed: that package, and how to install it.
+_BACKENDS: dict[str, tuple[str, str]] = {
+    "DPMSolverSDEScheduler": ("torchsde", 'pip install "sdviz[sde]"'),
+    "LMSDiscreteScheduler": ("scipy", "pip install scipy"),  # a dependency of sdviz: missing only if removed
+}
+
+
 @dataclass(frozen=True)
 class SchedulerInfo:
     """What a scheduler is and what it takes.
@@ -170,7 +177,7 @@ def names() -> list[str]:
 
 
 def _installed(cls_name: str) -> bool:
-    """Return whether diffusers has the class itself, not its placeholder for a missing backend (torchsde)."""
+    """Return whether diffusers has the class itself, not its placeholder for a missing backend (torchsde, scipy)."""
     cls = getattr(diffusers, cls_name)
     return isinstance(cls, type) and issubclass(cls, SchedulerMixin)
 
@@ -192,7 +199,8 @@ def lookup(name: str) -> tuple[str, dict[str, Any]]:
     if name in _REGISTRY or name in _ALIASES:
         cls, settings = (name, {}) if name in _REGISTRY else _ALIASES[name]
         if not _installed(cls):
-            raise ValueError(f'{cls} needs the torchsde package: pip install "sdviz[sde]" (or pip install torchsde)')
+            package, how = _BACKENDS.get(cls, ("a package diffusers did not find", "see diffusers' install notes"))
+            raise ValueError(f"{cls} needs the {package} package: {how}")
         return cls, dict(settings)
     folded = {k.lower(): k for k in (*_REGISTRY, *_ALIASES)}
     if name.lower() in folded:
