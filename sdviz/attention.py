@@ -12,7 +12,8 @@ from sdviz.attention_maps import AttentionMaps, AttentionOptions
 
 
 def attention_probs(attn: Any, hidden_states: torch.Tensor, context: torch.Tensor, heads: str | int) -> torch.Tensor:
-    """Compute softmax(QK^T / sqrt(d)) of a diffusers `Attention` layer, reduced over heads: (B, N, T)."""
+    """Compute softmax(QK^T / sqrt(d)) of a diffusers `Attention` layer: (B, N, T) reduced over heads, or
+    (B, heads, N, T) for heads="all"."""
     if attn.norm_cross:
         context = attn.norm_encoder_hidden_states(context)
     q = attn.to_q(hidden_states)
@@ -26,16 +27,19 @@ def attention_probs(attn: Any, hidden_states: torch.Tensor, context: torch.Tenso
         return probs.mean(dim=1)
     if heads == "max":
         return probs.amax(dim=1)
+    if heads == "all":
+        return probs
     return probs[:, heads]
 
 
 class MapRecorder:
     """Processor for one cross-attention layer: runs the original processor, adds its maps to the sums."""
 
-    def __init__(self, original: Any, capture: AttentionCapture, factor: int) -> None:
+    def __init__(self, original: Any, capture: AttentionCapture, factor: int, layer: str = "") -> None:
         self.original = original
         self.capture = capture
         self.factor = factor
+        self.layer = layer
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
         out = self.original(attn, hidden_states, encoder_hidden_states, attention_mask, temb, **kwargs)
@@ -45,7 +49,7 @@ class MapRecorder:
                 if x.ndim == 4:  # (B, C, H, W) -> (B, HW, C)
                     x = x.flatten(2).transpose(1, 2)
                 self.capture.add(attention_probs(attn, x, encoder_hidden_states, self.capture.options.heads),
-                                 self.factor)
+                                 self.factor, self.layer)
         return out
 
 
@@ -74,6 +78,8 @@ class AttentionCapture:
         self.sums: dict[tuple[int, str], torch.Tensor] = {}
         self.uncond: dict[tuple[int, str], torch.Tensor] = {}
         self.counts: dict[tuple[int, str], int] = {}
+        self.heads: dict[tuple[int, str], torch.Tensor] = {}  # heads="all": (B, heads, T, h, w) sums
+        self.factors: dict[str, int | None] = {}  # group -> its downsampling factor, in the order first seen
         self.recording = False
         self._bin = 0
 
@@ -84,13 +90,19 @@ class AttentionCapture:
                 f"attention capture needs a diffusers UNet with attention processors; this pipeline's UNet is a "
                 f"{type(self.unet).__name__}: capture the reference pipeline's attention instead"
             )
-        self._saved = dict(self.unet.attn_processors)
-        procs = {}
-        for name, proc in self._saved.items():
+        saved = dict(self.unet.attn_processors)
+        procs, heads = {}, {}
+        modules = dict(self.unet.named_modules())
+        for name, proc in saved.items():
             layer = name.removesuffix(".processor")
             factor = layer_factor(layer, self.unet.config)
             keep = layer.endswith("attn2") and _wanted(layer, factor, self.options.layers)
-            procs[name] = MapRecorder(proc, self, factor) if keep else proc
+            procs[name] = MapRecorder(proc, self, factor, layer) if keep else proc
+            if keep:
+                group = {"all": "all", "resolution": str(factor), "layer": layer}[self.options.grouping]
+                heads.setdefault(group, set()).add(int(getattr(modules.get(layer), "heads", 0)))
+        _check_heads(self.options, heads)
+        self._saved = saved
         self.unet.set_attn_processor(procs)
         self._handle = self.unet.register_forward_pre_hook(self._on_unet, with_kwargs=True)
 
@@ -113,8 +125,34 @@ class AttentionCapture:
         self._bin = next((i for i, (a, b) in enumerate(self.bins) if a <= self.eval_index < b), -1)
         self.recording = self._bin >= 0
 
-    def add(self, probs: torch.Tensor, factor: int) -> None:
-        """Add one layer's (B, N, T) maps to the sums of the current step range and layer group."""
+    def add(self, probs: torch.Tensor, factor: int, layer: str = "") -> None:
+        """Add one layer's (B, N, T) maps, or (B, heads, N, T) ones, to the sums of the current step range
+        and layer group."""
+        per_head = probs if probs.ndim == 4 else None
+        if per_head is not None:
+            probs = per_head.mean(dim=1)
+        grouping = self.options.grouping
+        group = {"all": "all", "resolution": str(factor), "layer": layer}[grouping]
+        self.factors.setdefault(group, None if grouping == "all" else factor)
+        key = (self._bin, group)
+        maps = self._on_grid(probs, factor)
+        uncond, cond = maps.chunk(2) if self._halves(maps) else (None, maps)
+        _accumulate(self.sums, key, cond)
+        if self.options.uncond and uncond is not None:
+            _accumulate(self.uncond, key, uncond)
+        if per_head is not None:
+            b, n_heads, n, t = per_head.shape
+            heads = self._on_grid(per_head.reshape(b * n_heads, n, t), factor)
+            heads = heads.reshape(b, n_heads, *heads.shape[1:])
+            heads = heads.chunk(2)[1] if self._halves(maps) else heads
+            _accumulate(self.heads, key, heads)
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    def _halves(self, maps: torch.Tensor) -> bool:
+        return bool(self.guidance()) and maps.shape[0] % 2 == 0
+
+    def _on_grid(self, probs: torch.Tensor, factor: int) -> torch.Tensor:
+        """Turn (B, N, T) maps of a layer into (B, T, h, w) maps on the latent grid."""
         h, w = self.latent_hw
         hl, wl = math.ceil(h / factor), math.ceil(w / factor)
         if hl * wl != probs.shape[1]:
@@ -122,12 +160,7 @@ class AttentionCapture:
         maps = probs.transpose(1, 2).reshape(probs.shape[0], probs.shape[2], hl, wl)  # (B, T, hl, wl)
         if (hl, wl) != (h, w):
             maps = F.interpolate(maps, size=(h, w), mode="bilinear", align_corners=False)  # (B, T, h, w)
-        uncond, cond = maps.chunk(2) if self.guidance() and maps.shape[0] % 2 == 0 else (None, maps)
-        key = (self._bin, str(factor) if self.options.per_layer else "all")
-        _accumulate(self.sums, key, cond)
-        if self.options.uncond and uncond is not None:
-            _accumulate(self.uncond, key, uncond)
-        self.counts[key] = self.counts.get(key, 0) + 1
+        return maps
 
     def result(self, tokens: list[list[str]], image_size: tuple[int, int]) -> AttentionMaps | None:
         """Return the recorded maps, or None when nothing was recorded.
@@ -138,21 +171,29 @@ class AttentionCapture:
         """
         if not self.counts:
             return None
-        groups = sorted({g for _, g in self.counts}, key=lambda g: -1 if g == "all" else int(g))
+        groups = list(self.factors)
+        if self.options.grouping == "resolution":
+            groups.sort(key=int)
         first = next(iter(self.sums.values()))
         shape = (len(self.bins), len(groups), *first.shape)
         sums = torch.zeros(shape)
         uncond = torch.zeros(shape) if self.uncond else None
         counts = torch.zeros(len(self.bins), len(groups))
+        heads = None
+        if self.heads:
+            n_heads = {g: t.shape[1] for (_, g), t in self.heads.items()}
+            heads = [torch.zeros(len(self.bins), first.shape[0], n_heads[g], *first.shape[1:]) for g in groups]
         for (b, g), n in self.counts.items():
             gi = groups.index(g)
             sums[b, gi] = self.sums[(b, g)].cpu()
             counts[b, gi] = n
             if uncond is not None and (b, g) in self.uncond:
                 uncond[b, gi] = self.uncond[(b, g)].cpu()
+            if heads is not None:
+                heads[gi][b] = self.heads[(b, g)].cpu()
         return AttentionMaps(
-            sums=sums, counts=counts, bins=self.bins, groups=groups, tokens=tokens,
-            image_size=image_size, uncond_sums=uncond, options=self.options,
+            sums=sums, counts=counts, bins=self.bins, groups=groups, tokens=tokens, image_size=image_size,
+            uncond_sums=uncond, options=self.options, factors=[self.factors[g] for g in groups], head_sums=heads,
         )
 
 
@@ -165,6 +206,18 @@ def layer_factor(layer: str, config: Any) -> int:
     if parts[0] == "up_blocks":
         return 2 ** (n - 1 - int(parts[1]))
     return 2 ** (n - 1)  # mid_block
+
+
+def _check_heads(options: AttentionOptions, heads: dict[str, set[int]]) -> None:
+    """Refuse, before the run, a head index no layer has or per-head maps over layers of unequal head counts."""
+    if isinstance(options.heads, int) and heads and options.heads >= min(min(h) for h in heads.values()):
+        raise ValueError(f"head {options.heads} is out of range: the fewest heads of a recorded layer is "
+                         f"{min(min(h) for h in heads.values())}")  # fmt: skip
+    mixed = {g: sorted(h) for g, h in heads.items() if len(h) > 1}
+    if options.heads == "all" and mixed:
+        g, h = next(iter(mixed.items()))
+        raise ValueError(f"heads='all' keeps each head apart, but group {g!r} holds layers with {h} heads: capture "
+                         "with per_layer='resolution' or per_layer='layer'")  # fmt: skip
 
 
 def _wanted(layer: str, factor: int, layers: list[str | int] | None) -> bool:

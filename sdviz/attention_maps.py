@@ -1,72 +1,19 @@
-"""AttentionMaps: per-token cross-attention maps of a run, aggregated over steps and layers, and the options
-that chose what to record (pure data)."""
+"""AttentionMaps: per-token cross-attention maps of a run, aggregated over steps and layers (pure data)."""
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from sdviz.tokens import words_of
+from sdviz.attention_options import DAAM_LAYERS, AttentionOptions
+from sdviz.overlap import DEFAULT_THRESHOLD, as_mask, overlap_scores, threshold_map
+from sdviz.tokens import find_phrase, words_of
 
-
-@dataclass
-class AttentionOptions:
-    """What `capture(attention=...)` records.
-
-    Attributes:
-        steps: the UNet evaluations [start, end) to record; all when None.
-        step_bins: how many step ranges to keep apart (one sum each).
-        layers: name prefixes ("down", "up_blocks.1") or downsampling factors (1, 2, 4) of the layers to
-            record; all when None.
-        per_layer: keep one map per downsampling factor instead of one for all layers.
-        heads: "mean", "max" or a head index.
-        uncond: also keep the unconditional half of classifier-free guidance.
-    """
-
-    steps: tuple[int, int] | None = None
-    step_bins: int = 1
-    layers: list[str | int] | None = None
-    per_layer: bool = False
-    heads: str | int = "mean"
-    uncond: bool = False
-
-    def __post_init__(self) -> None:
-        if self.steps is not None:
-            start, end = self.steps
-            if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end):
-                raise ValueError(f"attention steps must be (start, end) with 0 <= start < end, got {self.steps}")
-            self.steps = (start, end)
-        if not isinstance(self.step_bins, int) or self.step_bins < 1:
-            raise ValueError(f"step_bins must be a positive int, got {self.step_bins!r}")
-        if self.heads not in ("mean", "max") and not isinstance(self.heads, int):
-            raise ValueError(f"heads must be 'mean', 'max' or a head index, got {self.heads!r}")
-        if self.layers is not None:
-            self.layers = list(self.layers)
-
-    @classmethod
-    def parse(cls, options: bool | dict | AttentionOptions) -> AttentionOptions:
-        """Return the options that `True`, a dict of fields, or an `AttentionOptions` stands for."""
-        if isinstance(options, cls):
-            return options
-        if options is True:
-            return cls()
-        names = [f.name for f in dataclasses.fields(cls)]
-        if not isinstance(options, dict):
-            raise TypeError(f"attention must be True, False or a dict with keys {names}, got {options!r}")
-        unknown = sorted(set(options) - set(names))
-        if unknown:
-            raise ValueError(f"unknown attention option(s) {unknown}; valid: {names}")
-        return cls(**options)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the options as plain JSON values."""
-        d = dataclasses.asdict(self)
-        d["steps"] = list(self.steps) if self.steps is not None else None
-        return d
+__all__ = ["DAAM_LAYERS", "AttentionMaps", "AttentionOptions"]
+Occurrence = int | str | None
 
 
 @dataclass(eq=False)
@@ -75,17 +22,21 @@ class AttentionMaps:
 
     A map is the attention of each latent pixel to a token (softmax over the 77 positions, mean over heads),
     upsampled to the latent grid. Sums are kept per step range (`bins`) and per layer group (`groups`);
-    `counts` says how many layer evaluations each sum holds, so maps are means.
+    `counts` says how many layer evaluations each sum holds, so maps are means. At each pixel the maps of
+    the 77 positions sum to 1; a word's map sums its tokens, so it is the share of attention the word got.
 
     Attributes:
         sums: (n_bins, n_groups, B, 77, h, w) sums of the prompt-conditioned maps.
         counts: (n_bins, n_groups) layer evaluations in each sum.
         bins: the step index range [start, end) of each bin.
-        groups: the layer group of each sum: "all", or a downsampling factor (1, 2, 4, ...) as a string.
+        groups: the layer group of each sum: "all", a downsampling factor (1, 2, 4, ...) as a string, or a
+            layer's name ("up_blocks.1.attentions.0.transformer_blocks.0.attn2") when captured per layer.
         tokens: per image of the batch, the token strings (77) of its prompt.
         image_size: (height, width) of the images in pixels.
         uncond_sums: the same for the unconditional half of classifier-free guidance, when asked for.
         options: what was asked to be recorded.
+        factors: the downsampling factor of each group (None for "all").
+        head_sums: per group, (n_bins, B, heads, 77, h, w) sums of each head's maps (captured with heads="all").
     """
 
     sums: torch.Tensor
@@ -96,6 +47,21 @@ class AttentionMaps:
     image_size: tuple[int, int]
     uncond_sums: torch.Tensor | None = None
     options: AttentionOptions = field(default_factory=AttentionOptions)
+    factors: list[int | None] = field(default_factory=list)
+    head_sums: list[torch.Tensor] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.factors:  # traces saved before layer names were groups: the names say the factor
+            self.factors = [int(g) if g.isdigit() else None for g in self.groups]
+
+    def __repr__(self) -> str:
+        counted: dict[str, int] = {}
+        for w, _ in self.words():
+            counted[w.lower()] = counted.get(w.lower(), 0) + 1
+        words = ", ".join(w if n == 1 else f"{w} x{n}" for w, n in counted.items())
+        h, w = self.latent_size
+        return (f"AttentionMaps({h}x{w} latent grid, {len(self.bins)} step range(s), groups {self.groups}, "
+                f"words: {words})")  # fmt: skip
 
     @property
     def latent_size(self) -> tuple[int, int]:
@@ -106,6 +72,10 @@ class AttentionMaps:
         """The words of prompt `index` with their token positions (start/end tokens excluded)."""
         return words_of(self.tokens[index])
 
+    def count(self, word: str, *, index: int = 0) -> int:
+        """Return how many times a word or phrase occurs in prompt `index`."""
+        return len(find_phrase(self.tokens[index], word))
+
     def token_maps(
         self,
         *,
@@ -114,15 +84,18 @@ class AttentionMaps:
         index: int = 0,
         size: tuple[int, int] | str | None = None,
         uncond: bool = False,
+        head: int | None = None,
     ) -> torch.Tensor:
         """Return the mean map of all 77 positions.
 
         Args:
             steps: a step range [start, end); only bins inside it count. None: all.
-            layers: layer groups (downsampling factors such as 1, 2, 4) when captured with `per_layer`.
+            layers: the groups to use: downsampling factors (1, 2, 4), layer names or name prefixes
+                ("up_blocks", "down_blocks.1"), as the capture grouped them. None: all.
             index: which image of the batch.
             size: None for the latent grid, "image" for the image size, or (height, width).
             uncond: the unconditional half instead (captured with `uncond=True`).
+            head: one attention head's maps (captured with `heads="all"`); None: the mean over heads.
 
         Returns:
             (77, H, W); at each pixel the values over the 77 positions sum to 1.
@@ -134,49 +107,105 @@ class AttentionMaps:
             raise ValueError(f"index {index} is out of range: the batch has {source.shape[2]} image(s)")
         b = self._select_bins(steps)
         g = self._select_groups(layers)
-        total = source[b][:, g, index].sum(dim=(0, 1))
         count = self.counts[b][:, g].sum()
         if count == 0:
             raise ValueError("no attention was recorded for these steps and layers")
-        maps = total / count
-        return self._resize(maps, size)
+        if head is None:
+            total = source[b][:, g, index].sum(dim=(0, 1))
+        else:
+            total = sum(self._head_sums(gi, head, uncond)[b, index].sum(0) for gi in g)
+        return self._resize(total / count, size)
 
     def word_map(
         self,
         word: str | int,
         *,
+        occurrence: Occurrence = None,
         steps: tuple[int, int] | None = None,
         layers: list[str | int] | None = None,
         index: int = 0,
         size: tuple[int, int] | str | None = None,
         uncond: bool = False,
+        head: int | None = None,
     ) -> torch.Tensor:
-        """Return the heatmap of one word of the prompt (or one token position).
+        """Return the heatmap of a word or phrase of the prompt (or of one token position).
 
-        A word split into several BPE tokens sums them; a word that occurs twice sums both.
+        A word split into several BPE tokens sums them, and a phrase sums its words. A word that occurs more
+        than once needs `occurrence`: one of them (1 for the first), or "all" for their sum.
 
         Args:
-            word: a word of the prompt (case-insensitive), or a token position 0..76.
-            steps, layers, index, size, uncond: as in `token_maps`.
+            word: a word or phrase of the prompt ("cat", "red cat"; case-insensitive), or a token position.
+            occurrence: which occurrence (from 1), or "all"; needed only when the word occurs more than once.
+            steps, layers, index, size, uncond, head: as in `token_maps`.
 
         Returns:
             (H, W), values in [0, 1].
         """
-        positions = self.positions(word, index=index)
-        return self.token_maps(steps=steps, layers=layers, index=index, size=size, uncond=uncond)[positions].sum(0)
+        positions = self.positions(word, occurrence=occurrence, index=index)
+        maps = self.token_maps(steps=steps, layers=layers, index=index, size=size, uncond=uncond, head=head)
+        return maps[positions].sum(0)
 
-    def positions(self, word: str | int, *, index: int = 0) -> list[int]:
-        """Return the token positions of `word` in prompt `index`."""
+    def positions(self, word: str | int, *, occurrence: Occurrence = None, index: int = 0) -> list[int]:
+        """Return the token positions of `word` (a word, a phrase or a position) in prompt `index`."""
         if isinstance(word, int):
             n = len(self.tokens[index])
             if not 0 <= word < n:
                 raise ValueError(f"token position {word} is out of range 0..{n - 1}")
+            if occurrence is not None:
+                raise ValueError("occurrence applies to words; a token position is one position already")
             return [word]
-        words = self.words(index)
-        hits = [p for w, ps in words for p in ps if w.lower() == word.strip().lower()]
-        if not hits:
-            raise ValueError(f"{word!r} is not a word of the prompt; its words are {[w for w, _ in words]}")
-        return hits
+        found = find_phrase(self.tokens[index], word)
+        if not found:
+            raise ValueError(f"{word!r} is not a word of the prompt; its words are {[w for w, _ in self.words(index)]}")
+        n = len(found)
+        if occurrence == "all":
+            return [p for ps in found for p in ps]
+        if occurrence is None and n == 1:
+            return found[0]
+        if occurrence is None or not isinstance(occurrence, int) or not 1 <= occurrence <= n:
+            given = "" if occurrence is None else f", got occurrence={occurrence!r}"
+            raise ValueError(
+                f"{word!r} occurs {n} time{'s' * (n > 1)} in the prompt (token positions {found}): pass "
+                f"occurrence=1..{n} for one of them, or occurrence='all' for their sum{given}"
+            )
+        return found[occurrence - 1]
+
+    def word_mask(self, word: str | int, threshold: float = DEFAULT_THRESHOLD, **kwargs: Any) -> torch.Tensor:
+        """Return where a word's map, scaled to [0, 1], exceeds `threshold` (DAAM's 0.4 by default).
+
+        Args:
+            word: as in `word_map`.
+            threshold: in [0, 1).
+            **kwargs: `word_map`'s options (occurrence, steps, layers, index, size, uncond, head).
+
+        Returns:
+            A bool (H, W) mask.
+        """
+        return threshold_map(self.word_map(word, **kwargs), threshold)
+
+    def overlap(self, word: str | int, mask: Any, threshold: float = DEFAULT_THRESHOLD, **kwargs: Any) -> dict[str, float]:
+        """Score a word's thresholded map against a given mask, at the mask's size.
+
+        Args:
+            word: as in `word_map`.
+            mask: the region (PIL image, array or tensor, 2-D; see `sdviz.overlap.as_mask`), e.g. `trace.mask`.
+            threshold: as in `word_mask`.
+            **kwargs: `word_map`'s options except `size`.
+
+        Returns:
+            {"iou", "ioa" (intersection over the word's area), "coverage" (over the mask's area)}.
+        """
+        target = as_mask(mask)
+        return overlap_scores(self.word_mask(word, threshold, size=tuple(target.shape), **kwargs), target)
+
+    def _head_sums(self, group: int, head: int, uncond: bool) -> torch.Tensor:
+        if uncond or self.head_sums is None:
+            raise ValueError("per-head maps were not captured (they are of the prompt half only): capture "
+                             "with attention={'heads': 'all'}")  # fmt: skip
+        sums = self.head_sums[group]
+        if not 0 <= head < sums.shape[2]:
+            raise ValueError(f"head {head} is out of range: group {self.groups[group]!r} has {sums.shape[2]} heads")
+        return sums[:, :, head]
 
     def _select_bins(self, steps: tuple[int, int] | None) -> list[int]:
         if steps is None:
@@ -193,14 +222,17 @@ class AttentionMaps:
     def _select_groups(self, layers: list[str | int] | None) -> list[int]:
         if layers is None:
             return list(range(len(self.groups)))
-        wanted = [str(x) for x in layers]
-        missing = [w for w in wanted if w not in self.groups]
+        chosen, missing = [], []
+        for x in layers:
+            hits = [i for i, (g, f) in enumerate(zip(self.groups, self.factors, strict=True)) if _matches(g, f, x)]
+            chosen += [i for i in hits if i not in chosen]
+            missing += [] if hits else [str(x)]
         if missing:
             raise ValueError(
                 f"layer group(s) {missing} were not captured; the groups are {self.groups}: capture with "
-                "attention={'per_layer': True} to keep one map per resolution"
+                "attention={'per_layer': 'resolution'} for one map per resolution, 'layer' for one per layer"
             )
-        return [self.groups.index(w) for w in wanted]
+        return chosen
 
     def _resize(self, maps: torch.Tensor, size: tuple[int, int] | str | None) -> torch.Tensor:
         if size is None:
@@ -213,18 +245,23 @@ class AttentionMaps:
         tensors = {"sums": self.sums, "counts": self.counts}
         if self.uncond_sums is not None:
             tensors["uncond_sums"] = self.uncond_sums
+        for i, t in enumerate(self.head_sums or []):
+            tensors[f"head_sums.{i}"] = t
         meta = {
             "bins": [list(b) for b in self.bins],
             "groups": self.groups,
             "tokens": self.tokens,
             "image_size": list(self.image_size),
             "options": self.options.to_dict(),
+            "factors": self.factors,
+            "head_groups": len(self.head_sums) if self.head_sums is not None else None,
         }
         return tensors, meta
 
     @classmethod
     def from_state(cls, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> AttentionMaps:
-        """Rebuild from `to_state`'s output."""
+        """Rebuild from `to_state`'s output (also what sdviz wrote before per-layer names and heads)."""
+        n_heads = meta.get("head_groups")
         return cls(
             sums=tensors["sums"],
             counts=tensors["counts"],
@@ -234,4 +271,13 @@ class AttentionMaps:
             image_size=tuple(meta["image_size"]),
             uncond_sums=tensors.get("uncond_sums"),
             options=AttentionOptions.parse(meta.get("options") or {}),
+            factors=list(meta.get("factors") or []),
+            head_sums=[tensors[f"head_sums.{i}"] for i in range(n_heads)] if n_heads is not None else None,
         )
+
+
+def _matches(group: str, factor: int | None, wanted: str | int) -> bool:
+    """Whether a layer group is one that `wanted` (a factor, a layer name or a name prefix) asks for."""
+    if isinstance(wanted, int) or str(wanted).isdigit():
+        return factor is not None and factor == int(wanted)
+    return group == wanted or (group != "all" and group.startswith(wanted))

@@ -11,6 +11,11 @@ from importlib import resources
 from pathlib import Path
 
 UNET_CONV_IN = "model.diffusion_model.input_blocks.0.0.weight"
+# the text encoders' keys that tell the families apart in the original layout (as diffusers tells them)
+_FAMILY_KEYS = {
+    "SDXL": ("conditioner.embedders.1.model.positional_embedding", "conditioner.embedders.0.model.text_projection"),
+    "SD 2.x": ("cond_stage_model.model.token_embedding.weight",),
+}
 
 
 def embedded_path() -> Path:
@@ -35,6 +40,15 @@ def checkpoint_config(path: str | os.PathLike) -> Path:
     cfg = json.loads((embedded_path() / "unet" / "config.json").read_text())
     embedded = (cfg["block_out_channels"][0], cfg["in_channels"], 3, 3)
     return embedded_path() if _conv_in_shape(Path(path)) == embedded else sd15_config_path()
+
+
+def checkpoint_family(path: str | os.PathLike) -> str:
+    """Return "SD 1.x", "SD 2.x" (an OpenCLIP text encoder) or "SDXL" for an original-layout `.safetensors` file."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        keys = set(f.keys())
+    return next((family for family, names in _FAMILY_KEYS.items() if keys & set(names)), "SD 1.x")
 
 
 def _conv_in_shape(path: Path) -> tuple[int, ...] | None:

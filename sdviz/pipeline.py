@@ -3,23 +3,70 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, NoReturn
 
+import diffusers
 import torch
-from diffusers import StableDiffusionPipeline
+from diffusers import DiffusionPipeline, StableDiffusionPipeline
 
-from sdviz.checkpoints import checkpoint_config, embedded_path
+from sdviz.checkpoints import checkpoint_config, checkpoint_family, embedded_path
 from sdviz.quiet import quiet
 
-__all__ = ["CHECKPOINT_SUFFIXES", "EMBEDDED_ID", "embedded_path", "load_pipeline", "resolve_device"]
+__all__ = ["CHECKPOINT_SUFFIXES", "EMBEDDED_ID", "SUPPORTED", "embedded_path", "load_pipeline", "pipeline_class",
+           "resolve_device"]  # fmt: skip
 
 EMBEDDED_ID = "sdviz/embedded"
 CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+# the pipeline classes sdviz loads, by the `_class_name` of a model_index.json: SD 1.x/2.x and SDXL, every task
+SUPPORTED = tuple(f"StableDiffusion{xl}{task}Pipeline" for xl in ("", "XL") for task in ("", "Img2Img", "Inpaint"))
+_SAFETY = {"safety_checker": None, "requires_safety_checker": False}  # SD 1.x/2.x only: SDXL has no checker
+
+
+def pipeline_class(model_index: dict[str, Any], in_channels: int | None = None) -> type[DiffusionPipeline]:
+    """Return the diffusers class for a pipeline's `model_index.json`, or refuse a family sdviz does not capture.
+
+    Args:
+        model_index: the parsed `model_index.json`.
+        in_channels: the UNet's input channels, when known: 9 makes an inpainting pipeline of any SD class.
+
+    Returns:
+        One of `SUPPORTED`'s classes.
+
+    Raises:
+        ValueError: SD 3, Flux, video and other pipelines, naming what is supported.
+    """
+    name = str(model_index.get("_class_name", ""))
+    if name == "StableDiffusionInpaintPipelineLegacy":
+        name = "StableDiffusionInpaintPipeline"
+    if name not in SUPPORTED:
+        raise ValueError(
+            f"{name or 'this pipeline'} is not a family sdviz captures (it hooks UNet-based Stable Diffusion "
+            f"runs); supported: SD 1.x/2.x and SDXL (base and refiner), text-to-image, img2img and inpainting: "
+            f"{', '.join(SUPPORTED)}"
+        )
+    if in_channels == 9 and "Inpaint" not in name:
+        name = name.replace("Img2Img", "").replace("Pipeline", "InpaintPipeline")
+    return getattr(diffusers, name)
+
+
+def _folder_class(folder: Path) -> type[DiffusionPipeline]:
+    """Return the pipeline class of a local diffusers folder."""
+    if not (folder / "model_index.json").is_file():
+        raise ValueError(f"{folder} has no model_index.json: pass a diffusers folder (`pipe.save_pretrained(...)`)")
+    index = json.loads((folder / "model_index.json").read_text())
+    unet = folder / "unet" / "config.json"
+    in_channels = json.loads(unet.read_text()).get("in_channels") if unet.is_file() else None
+    return pipeline_class(index, in_channels)
+
+
+def _extra(cls: type) -> dict[str, Any]:
+    return _SAFETY if "XL" not in cls.__name__ else {}
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -35,8 +82,8 @@ def load_pipeline(
     device: str | torch.device | Literal["auto"] | None = None,
     dtype: torch.dtype | None = None,
     config: str | os.PathLike | None = None,
-) -> StableDiffusionPipeline:
-    """Load a Stable Diffusion 1.x pipeline, with the safety checker off.
+) -> DiffusionPipeline:
+    """Load a Stable Diffusion 1.x/2.x or SDXL pipeline (the class its `model_index.json` names), safety checker off.
 
     Args:
         model: None for the embedded default model; a local diffusers folder (with `model_index.json`);
@@ -44,21 +91,24 @@ def load_pipeline(
             where the hub or the local Hugging Face cache has it.
         device: "auto" (the default when None) picks CUDA when present, else the CPU.
         dtype: the weights' dtype; float32 on the CPU and float16 on CUDA when None.
-        config: for a single file, a local diffusers folder whose configs describe it; the embedded
-            model's when the file has its shapes, else SD 1.5's bundled configs.
+        config: for a single file, a local diffusers folder whose configs describe it (needed for SD 2.x
+            and SDXL files); the embedded model's when the file has its shapes, else SD 1.5's bundled configs.
 
     Returns:
-        A `StableDiffusionPipeline` on `device`, with `pipe.name_or_path` telling where it came from.
+        The pipeline on `device`: `StableDiffusionPipeline`, `StableDiffusionInpaintPipeline` (a 9-channel
+        UNet), `StableDiffusionXLPipeline`, `StableDiffusionXLImg2ImgPipeline` (a refiner), ...; with
+        `pipe.name_or_path` telling where it came from.
 
     Raises:
         FileNotFoundError: `model` looks like a path and nothing is there.
-        ValueError: the folder is not a diffusers pipeline, or the file is of the wrong kind.
+        ValueError: the folder is not a diffusers pipeline or of a family sdviz does not capture (SD 3, Flux,
+            video, ...), or the file is of the wrong kind.
         OSError: a hub id that is neither reachable nor cached.
     """
     dev = resolve_device(device)
     if dtype is None:
         dtype = torch.float16 if dev.type == "cuda" else torch.float32
-    kwargs = {"dtype": dtype, "safety_checker": None, "requires_safety_checker": False}
+    kwargs = {"dtype": dtype}
     with _quiet_loading():
         pipe, source = _load(model, config, kwargs)
     pipe = pipe.to(dev)
@@ -84,9 +134,9 @@ def _quiet_loading():
             tlog.enable_progress_bar()
 
 
-def _load(model, config, kwargs) -> tuple[StableDiffusionPipeline, str]:
+def _load(model, config, kwargs) -> tuple[DiffusionPipeline, str]:
     if model is None:
-        pipe = StableDiffusionPipeline.from_pretrained(embedded_path(), local_files_only=True, **kwargs)
+        pipe = StableDiffusionPipeline.from_pretrained(embedded_path(), local_files_only=True, **_SAFETY, **kwargs)
         source = EMBEDDED_ID
     else:
         source = os.fspath(model)
@@ -97,7 +147,8 @@ def _load(model, config, kwargs) -> tuple[StableDiffusionPipeline, str]:
                     f"{path} has no model_index.json, so it is not a diffusers pipeline folder: pass a folder "
                     "written by `pipe.save_pretrained(...)`, or a single .safetensors/.ckpt checkpoint file"
                 )
-            pipe = StableDiffusionPipeline.from_pretrained(path, local_files_only=True, **kwargs)
+            cls = _folder_class(path)
+            pipe = cls.from_pretrained(path, local_files_only=True, **_extra(cls), **kwargs)
         elif path.is_file():
             pipe = _load_single_file(path, config, kwargs)
         elif _looks_like_path(source):
@@ -114,17 +165,28 @@ def _looks_like_path(s: str) -> bool:
     return not _HUB_ID.match(s) or s.startswith((".", "~", "/")) or s.endswith(CHECKPOINT_SUFFIXES)
 
 
-def _load_hub(repo_id: str, kwargs: dict) -> StableDiffusionPipeline:
+def _load_hub(repo_id: str, kwargs: dict) -> DiffusionPipeline:
     offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
     try:
-        return StableDiffusionPipeline.from_pretrained(repo_id, local_files_only=offline, **kwargs)
+        with quiet(warnings=True):  # diffusers passes huggingface_hub an argument it deprecated
+            index = DiffusionPipeline.load_config(repo_id, local_files_only=offline)
     except (OSError, ValueError) as e:
-        how = "offline (HF_HUB_OFFLINE=1)" if offline else "from the hub"
-        raise OSError(
-            f"could not load {repo_id!r} {how} or from the local Hugging Face cache. Download the model "
-            "where you have a network (`pipe.save_pretrained('my-model')`), then pass the local folder: "
-            f"sdviz.load_pipeline('my-model'). Cause: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
-        ) from None
+        _hub_error(repo_id, offline, e)
+    cls = pipeline_class(index)  # refuses an unsupported family before any weights download
+    try:
+        return cls.from_pretrained(repo_id, local_files_only=offline, **_extra(cls), **kwargs)
+    except (OSError, ValueError) as e:
+        _hub_error(repo_id, offline, e)
+
+
+def _hub_error(repo_id: str, offline: bool, e: Exception) -> NoReturn:
+    """Raise the OSError that says how to load a model that is not reachable."""
+    how = "offline (HF_HUB_OFFLINE=1)" if offline else "from the hub"
+    raise OSError(
+        f"could not load {repo_id!r} {how} or from the local Hugging Face cache. Download the model "
+        "where you have a network (`pipe.save_pretrained('my-model')`), then pass the local folder: "
+        f"sdviz.load_pipeline('my-model'). Cause: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
+    ) from None
 
 
 def _safetensors_keys(path: Path) -> set[str]:
@@ -138,7 +200,7 @@ def _safetensors_keys(path: Path) -> set[str]:
         raise ValueError(f"{path} is not a readable .safetensors file: {e}") from None
 
 
-def _load_single_file(path: Path, config: str | os.PathLike | None, kwargs: dict) -> StableDiffusionPipeline:
+def _load_single_file(path: Path, config: str | os.PathLike | None, kwargs: dict) -> DiffusionPipeline:
     if path.suffix not in CHECKPOINT_SUFFIXES:
         raise ValueError(
             f"{path} is a {path.suffix or 'suffix-less'} file; load_pipeline takes a diffusers folder, a hub id, "
@@ -159,9 +221,19 @@ def _load_single_file(path: Path, config: str | os.PathLike | None, kwargs: dict
                 f"{path} is not an original-layout Stable Diffusion checkpoint (no 'model.diffusion_model.*' keys); "
                 "for diffusers-format weights pass their folder instead"
             )
+        family = checkpoint_family(file)
+        if family != "SD 1.x" and config is None:
+            raise ValueError(
+                f"{path} is an {family} checkpoint; sdviz ships configs for SD 1.x only: pass config= a local "
+                f"diffusers folder of the same model (its model_index.json and component configs, weights not needed)"
+            )
+        folder = Path(config) if config is not None else checkpoint_config(file)
+        cls = _folder_class(folder)
+        tokenizers = {}  # a config folder without tokenizer files gets the bundled one, padded as the family pads
+        for name, pad in (("tokenizer", "<|endoftext|>" if family == "SD 1.x" else "!"), ("tokenizer_2", "!")):
+            if name in cls._get_signature_keys(cls)[0] and not (folder / name / "vocab.json").is_file():
+                tokenizers[name] = load_tokenizer(pad_token=pad)
         # diffusers warns about modules "to keep in float32" on every cast of a single-file model, even when none
         with quiet("diffusers.models.modeling_utils"):
-            return StableDiffusionPipeline.from_single_file(
-                str(file), config=str(config or checkpoint_config(file)), local_files_only=True,
-                tokenizer=load_tokenizer(), **kwargs,
-            )
+            return cls.from_single_file(str(file), config=str(folder), local_files_only=True, **tokenizers,
+                                        **_extra(cls), **kwargs)  # fmt: skip

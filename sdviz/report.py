@@ -12,11 +12,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
 from sdviz import plot
 from sdviz.latent_rgb import LatentRGB
+from sdviz.tokens import TokenInfo
 from sdviz.trace import Trace
 
 _CSS = """
@@ -26,7 +28,7 @@ h1 { font-size: 1.5em; margin-bottom: 0.2em; } h2 { font-size: 1.15em; margin-to
 .meta { display: grid; grid-template-columns: max-content auto; gap: 0.2em 1.2em; font-size: 0.92em; }
 .meta dt { color: #666; } .meta dd { margin: 0; font-family: 'DejaVu Sans Mono', monospace; }
 .hero { display: flex; gap: 2em; align-items: flex-start; flex-wrap: wrap; }
-.hero img.final { width: 256px; height: auto; image-rendering: pixelated; border: 1px solid #ccc; }
+.hero img.final, img.mask { width: 256px; height: auto; image-rendering: pixelated; border: 1px solid #ccc; }
 table.tokens { border-collapse: collapse; font-family: 'DejaVu Sans Mono', monospace; font-size: 0.85em; }
 table.tokens td, table.tokens th { border: 1px solid #ddd; padding: 2px 6px; text-align: left; }
 table.tokens tr.cut td { background: #fde2e2; color: #900; }
@@ -65,7 +67,8 @@ def _figure(uri: str, caption: str, alt: str) -> str:
 
 
 def _meta(trace: Trace) -> str:
-    rows = [
+    rows = [("pipeline", trace.pipeline)] if trace.pipeline else []
+    rows += [
         ("prompt", trace.prompt),
         ("negative prompt", trace.negative_prompt or "(none)"),
         ("model", trace.model),
@@ -78,15 +81,19 @@ def _meta(trace: Trace) -> str:
     if trace.wall_time is not None:
         rows.append(("wall time", f"{trace.wall_time:.2f} s"))
     if trace.img2img is not None:
-        rows.append(("img2img strength", f"{trace.img2img.strength:g}"))
+        what = "inpainting" if trace.mask is not None else "img2img"
+        rows.append((f"{what} strength", f"{trace.img2img.strength:g}"))
+        if trace.img2img.denoising_start is not None:
+            rows.append(("denoising start", f"{trace.img2img.denoising_start:g}"))
+    if trace.denoising_end is not None:
+        rows.append(("denoising end", f"{trace.denoising_end:g}"))
     if not trace.complete:
         rows.append(("state", "incomplete: " + (trace.error or "interrupted")))
     cells = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>" for k, v in rows)
     return f'<dl class="meta">{cells}</dl>'
 
 
-def _tokens(trace: Trace) -> str:
-    info = trace.tokens
+def _tokens(info: TokenInfo | None) -> str:
     if info is None:
         return "<p>No tokens recorded.</p>"
     rows = ["<tr><th>position</th><th>id</th><th>token</th><th>mask</th></tr>"]
@@ -96,7 +103,9 @@ def _tokens(trace: Trace) -> str:
             f"<td>{info.attention_mask[pos]}</td></tr>"
         )
     pad = len(info.input_ids) - info.length
-    rows.append(f"<tr><td colspan=4>... {pad} padding positions (id {info.input_ids[-1]}, mask 0)</td></tr>")
+    if pad:
+        tok = html.escape(info.tokens[-1])
+        rows.append(f"<tr><td colspan=4>... {pad} padding positions (id {info.input_ids[-1]} {tok}, mask 0)</td></tr>")
     for tok, i in zip(info.truncated, info.truncated_ids, strict=True):
         rows.append(f'<tr class="cut"><td>cut</td><td>{i}</td><td>{html.escape(tok)}</td><td>-</td></tr>')
     note = (
@@ -104,6 +113,39 @@ def _tokens(trace: Trace) -> str:
         if info.truncated else ""
     )
     return note + '<table class="tokens">' + "".join(rows) + "</table>"
+
+
+# SDXL's micro-conditioning, in the order of its time ids (the refiner's fifth is the aesthetic score)
+_TIME_IDS = ["original height", "original width", "crop top", "crop left", "target height", "target width"]
+
+
+def _added_cond(trace: Trace) -> str:
+    cond = trace.added_cond or {}
+    rows = ["<tr><th>what</th><th>prompt</th><th>negative</th></tr>"]
+    ids, neg = cond.get("time_ids"), cond.get("negative_time_ids")
+    if ids is not None:
+        names = _TIME_IDS if ids.shape[-1] == 6 else [*_TIME_IDS[:4], "aesthetic score"]
+        for i, name in enumerate(names[: ids.shape[-1]]):
+            other = f"{float(neg[0, i]):g}" if neg is not None else "-"
+            rows.append(f"<tr><td>{name}</td><td>{float(ids[0, i]):g}</td><td>{other}</td></tr>")
+    emb, neg_emb = cond.get("text_embeds"), cond.get("negative_text_embeds")
+    if emb is not None:
+        other = f"{float(neg_emb[0].norm()):.3f}" if neg_emb is not None else "-"
+        rows.append(f"<tr><td>pooled text embedding ({emb.shape[-1]}), norm</td><td>{float(emb[0].norm()):.3f}</td>"
+                    f"<td>{other}</td></tr>")  # fmt: skip
+    return '<table class="tokens">' + "".join(rows) + "</table>"
+
+
+def _mask(trace: Trace) -> str:
+    mask = trace.mask
+    grey = Image.fromarray((mask.clamp(0, 1) * 255).round().to(torch.uint8).numpy(), "L")
+    where = f"{mask.shape[1]} x {mask.shape[0]}"
+    if trace.image is not None and grey.size != trace.image.size:
+        grey = grey.resize(trace.image.size, Image.NEAREST)
+        where += ", the latent mask the UNet saw, enlarged"
+    caption = f"white: repainted, {float(mask.mean()):.0%} of the image (mask {where})"
+    return (f'<figure><img class="mask" src="{_image_uri(grey)}" alt="mask">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")  # fmt: skip
 
 
 def render_report(trace: Trace, *, preview: LatentRGB | None = None, strip_steps: int = 6) -> str:
@@ -122,7 +164,13 @@ def render_report(trace: Trace, *, preview: LatentRGB | None = None, strip_steps
     parts = [f"<h1>{html.escape(trace.prompt)}</h1>", '<div class="hero">']
     if trace.image is not None:
         parts.append(f'<img class="final" src="{_image_uri(trace.image)}" alt="final image">')
-    parts += [_meta(trace), "</div>", "<h2>What CLIP sees</h2>", _tokens(trace)]
+    parts += [_meta(trace), "</div>", "<h2>What CLIP sees</h2>", _tokens(trace.tokens)]
+    if trace.tokens_2 is not None:
+        parts += ["<h2>What the second text encoder sees</h2>", _tokens(trace.tokens_2)]
+    if trace.added_cond:
+        parts += ["<h2>Added conditioning (SDXL)</h2>", _added_cond(trace)]
+    if trace.mask is not None:
+        parts += ["<h2>Inpainting mask</h2>", _mask(trace)]
 
     if len(trace.steps):
         fig = Figure(figsize=(10, 3.2), layout="constrained")

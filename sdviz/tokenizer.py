@@ -97,13 +97,19 @@ def _cached_folder() -> str:
     return str(folder)
 
 
-def load_tokenizer() -> CLIPTokenizer:
+def load_tokenizer(pad_token: str = EOS) -> CLIPTokenizer:
     """Return SD 1.x's CLIP tokenizer (`model_max_length=77`), built from the bundled vocabulary.
 
+    Args:
+        pad_token: the padding token: SD 1.x pads with the end token; SD 2.x and SDXL's second tokenizer
+            (OpenCLIP's convention) pad with "!", id 0.
+
     Returns:
-        A transformers `CLIPTokenizer` that gives the same ids as Stable Diffusion 1.x's.
+        A transformers `CLIPTokenizer` that gives the same ids as Stable Diffusion 1.x's (2.x's with "!").
     """
-    return CLIPTokenizer.from_pretrained(_cached_folder(), model_max_length=MODEL_MAX_LENGTH)
+    if pad_token == EOS:
+        return CLIPTokenizer.from_pretrained(_cached_folder(), model_max_length=MODEL_MAX_LENGTH)
+    return CLIPTokenizer.from_pretrained(_cached_folder(), model_max_length=MODEL_MAX_LENGTH, pad_token=pad_token)
 
 
 def token_info(prompt: str, tokenizer: CLIPTokenizer | None = None) -> TokenInfo:

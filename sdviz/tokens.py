@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
+# CLIP's pre-tokenizer: letters, single digits and runs of other symbols are words of their own
+_CLIP_WORDS = re.compile(r"'s|'t|'re|'ve|'m|'ll|'d|[^\W\d_]+|\d|(?:[^\s\w]|_)+")
 
 
 def words_of(tokens: list[str]) -> list[tuple[str, list[int]]]:
@@ -25,6 +28,22 @@ def words_of(tokens: list[str]) -> list[tuple[str, list[int]]]:
     if pieces:
         out.append(("".join(pieces), positions))
     return out
+
+
+def split_words(text: str) -> list[str]:
+    """Split text into the lower-cased words CLIP's pre-tokenizer makes of it ("cat," -> "cat", ",")."""
+    return _CLIP_WORDS.findall(text.lower())
+
+
+def find_phrase(tokens: list[str], phrase: str) -> list[list[int]]:
+    """Return the token positions of every occurrence of `phrase` (one or more words, case-insensitive)."""
+    wanted = split_words(phrase)
+    words = words_of(tokens)
+    names = [w.lower() for w, _ in words]
+    n = len(wanted)
+    if n == 0:
+        return []
+    return [[p for _, ps in words[i : i + n] for p in ps] for i in range(len(words) - n + 1) if names[i : i + n] == wanted]
 
 
 @dataclass

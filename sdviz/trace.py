@@ -26,6 +26,7 @@ from sdviz._version import __version__
 from sdviz.attention_maps import AttentionMaps
 from sdviz.latent_rgb import LatentRGB
 from sdviz.tokens import TokenInfo
+from sdviz.trace_compat import from_version_1
 
 FORMAT = "sdviz-trace"
 FORMAT_VERSION = 2  # 2: typed records instead of the `info` dict of version 1 (still read)
@@ -49,9 +50,11 @@ class Kept:
 
 @dataclass
 class Img2Img:
-    """How an img2img run started: `strength` of the noise added to the initial image (0 to 1)."""
+    """How an img2img (or inpainting) run started: `strength` of the noise added to the initial image (0 to 1);
+    SDXL's `denoising_start`, the fraction of the schedule skipped (a refiner's), when given."""
 
     strength: float
+    denoising_start: float | None = None
 
 
 @dataclass
@@ -153,6 +156,13 @@ class Trace:
         img2img: set when the run started from an image.
         compare_key: the (scheduler, steps) key of a run made by `sdviz.compare`.
         latent_rgb: a latent -> RGB map fitted to the run's VAE, for drawing latents in colour.
+        pipeline: the class name of the pipeline that ran ("StableDiffusionXLPipeline", ...).
+        tokens_2: SDXL: what the second text encoder (OpenCLIP ViT-bigG) saw of the prompt.
+        added_cond: SDXL: the UNet's added conditioning of the prompt half, "text_embeds" (the pooled
+            embedding, (B, D)) and "time_ids" (original size, crop, target size or aesthetic score, (B, 5 or 6));
+            under guidance also "negative_text_embeds" and "negative_time_ids".
+        mask: inpainting: the mask the run used, (H, W), 1 where it repainted (see `capture`).
+        denoising_end: SDXL: the fraction of the schedule the run stopped at (a base handing over to a refiner).
     """
 
     prompt: str = ""
@@ -181,6 +191,11 @@ class Trace:
     img2img: Img2Img | None = None
     compare_key: tuple[str, int] | None = None
     latent_rgb: LatentRGB | None = None
+    pipeline: str = ""
+    tokens_2: TokenInfo | None = None
+    added_cond: dict[str, torch.Tensor] | None = None
+    mask: torch.Tensor | None = None
+    denoising_end: float | None = None
 
     @property
     def image(self) -> Image.Image | None:
@@ -306,6 +321,10 @@ def _flatten(trace: Trace) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         steps_meta.append(
             {f.name: getattr(s, f.name) for f in dataclasses.fields(Step) if f.name not in STEP_FIELDS}
         )
+    for k, v in (trace.added_cond or {}).items():
+        tensors[f"added_cond.{k}"] = v
+    if trace.mask is not None:
+        tensors["mask"] = trace.mask
     attention_meta = None
     if trace.attention is not None:
         att_tensors, attention_meta = trace.attention.to_state()
@@ -337,6 +356,10 @@ def _flatten(trace: Trace) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         "img2img": dataclasses.asdict(trace.img2img) if trace.img2img else None,
         "compare_key": list(trace.compare_key) if trace.compare_key else None,
         "latent_rgb": dataclasses.asdict(trace.latent_rgb) if trace.latent_rgb else None,
+        "pipeline": trace.pipeline,
+        "tokens_2": dataclasses.asdict(trace.tokens_2) if trace.tokens_2 else None,
+        "added_cond": sorted(trace.added_cond) if trace.added_cond is not None else None,
+        "denoising_end": trace.denoising_end,
     }
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     return tensors, meta
@@ -344,7 +367,7 @@ def _flatten(trace: Trace) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
 
 def _unflatten(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Trace:
     if meta.get("version", 0) < 2:
-        meta = _from_version_1(meta)
+        meta = from_version_1(meta)
     steps = []
     for i, sm in enumerate(meta["steps"]):
         kw = {k: tensors.get(f"steps.{i}.{k}") for k in STEP_FIELDS}
@@ -382,27 +405,12 @@ def _unflatten(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Trace:
         img2img=Img2Img(**meta["img2img"]) if meta["img2img"] else None,
         compare_key=tuple(meta["compare_key"]) if meta["compare_key"] else None,
         latent_rgb=LatentRGB(**meta["latent_rgb"]) if meta["latent_rgb"] else None,
+        pipeline=meta.get("pipeline", ""),  # the keys below are absent from traces saved before sdviz knew SDXL
+        tokens_2=TokenInfo(**meta["tokens_2"]) if meta.get("tokens_2") else None,
+        added_cond={k: tensors[f"added_cond.{k}"] for k in meta["added_cond"]} if meta.get("added_cond") else None,
+        mask=tensors.get("mask"),
+        denoising_end=meta.get("denoising_end"),
     )
-
-
-def _from_version_1(meta: dict[str, Any]) -> dict[str, Any]:
-    """Move version 1's `info` dict into the typed records of version 2."""
-    info = meta.get("info") or {}
-    kept = {k: info[k] for k in ("keep", "every", "dtype") if k in info}
-    if "keep" in kept:
-        kept["fields"] = kept.pop("keep")
-    latent_rgb = json.loads(info["latent_rgb"]) if info.get("latent_rgb") else None
-    return {
-        **meta,
-        "prompts": info.get("prompts", [meta["prompt"]]),
-        "kept": kept,
-        "unet_evals": info.get("unet_evals", len(meta["steps"])),
-        "wall_time": info.get("wall_time"),
-        "error": info.get("error"),
-        "img2img": {"strength": info["strength"]} if info.get("img2img") else None,
-        "compare_key": info.get("compare_key"),
-        "latent_rgb": latent_rgb,
-    }
 
 
 def _jsonable(obj: Any) -> Any:

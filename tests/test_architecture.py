@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).parents[1] / "sdviz"
-LEAVES = ["sdviz._version", "sdviz.tokens", "sdviz.attention_maps", "sdviz.latent_rgb", "sdviz.images",
-          "sdviz.suggest", "sdviz.quiet"]  # fmt: skip
+LEAVES = ["sdviz._version", "sdviz.tokens", "sdviz.attention_options", "sdviz.overlap", "sdviz.attention_maps",
+          "sdviz.latent_rgb", "sdviz.images", "sdviz.suggest", "sdviz.quiet", "sdviz.trace_compat"]  # fmt: skip
 BOTTOM = [*LEAVES, "sdviz.trace", "sdviz.schedules"]
 DRAWING = [*BOTTOM, "sdviz.preview*", "sdviz.plot*"]
 CAPTURE = [*BOTTOM, "sdviz.schedulers*", "sdviz.tokenizer", "sdviz.attention", "sdviz.capturing*"]

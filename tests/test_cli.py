@@ -59,3 +59,9 @@ def test_generate_with_attention(tmp_path):
     assert rc == 0
     trace = Trace.load(next(tmp_path.glob("*.sdviz")))
     assert trace.attention is not None and trace.attention.word_map("green").shape == (8, 8)
+    pngs = sorted(p.name for p in tmp_path.glob("*-attention-*.png"))  # one per word, beside the image, as daam's
+    stem = "a-green-digit-2-on-a-white-background-seed0-attention"
+    assert pngs == [f"{stem}-{i:02d}-{w}.png" for i, w in
+                    enumerate(["a-1", "green", "digit", "2", "on", "a-2", "white", "background"])]  # fmt: skip
+    with Image.open(tmp_path / pngs[1]) as im:
+        assert im.size == (64, 64) and im.mode == "RGB"

@@ -135,11 +135,45 @@ def test_attention(trace):
     assert im.axes is ax
     expected = trace.attention.word_map("red", size="image").numpy()
     np.testing.assert_allclose(im.get_array(), expected, rtol=1e-6)
-    ims = plot.plot_prompt_attention(trace, fig=plt.figure())
-    distinct = list(dict.fromkeys(w for w, _ in trace.attention.words()))
-    assert len(ims) == len(distinct) == 6  # "a" appears three times, drawn once
-    np.testing.assert_allclose(ims[distinct.index("blue")].get_array(),
-                               trace.attention.word_map("blue", size="image").numpy(), rtol=1e-6)
+    fig = plt.figure()
+    ims = plot.plot_prompt_attention(trace, fig=fig)
+    titles = [ax.get_title() for ax in fig.axes][1:]  # after the image
+    assert titles == ["a #1", "red", "letter", "a #2", "on", "a #3", "blue", "background"]  # once per occurrence
+    m = trace.attention
+    np.testing.assert_allclose(ims[3].get_array(), m.word_map("a", occurrence=2, size="image").numpy(), rtol=1e-6)
+    np.testing.assert_allclose(ims[6].get_array(), m.word_map("blue", size="image").numpy(), rtol=1e-6)
+    top = max(float(m.word_map(w, occurrence=o, size="image").max()) for w, o in
+              [("a", 1), ("red", None), ("letter", None), ("a", 2), ("on", None), ("a", 3), ("blue", None),
+               ("background", None)])  # fmt: skip
+    assert all(im.get_clim()[1] == pytest.approx(top) for im in ims)  # one shared scale
+
+
+def test_attention_scale_per_word_and_chosen_words(trace):
+    fig = plt.figure()
+    ims = plot.plot_prompt_attention(trace, words=["letter A", ("a", 3), "blue"], scale="word", fig=fig)
+    m = trace.attention
+    assert [ax.get_title() for ax in fig.axes][1:] == ["letter A", "a #3", "blue"]
+    np.testing.assert_allclose(ims[0].get_array(), m.word_map("letter A", size="image").numpy(), rtol=1e-6)
+    for im, heat in zip(ims, (m.word_map("letter a", size="image"), m.word_map("a", occurrence=3, size="image"),
+                              m.word_map("blue", size="image")), strict=True):  # fmt: skip
+        assert im.get_clim() == pytest.approx((0.0, float(heat.max())), rel=1e-6)  # each word on its own scale
+    with pytest.raises(ValueError, match="scale must be 'shared' or 'word'"):
+        plot.plot_prompt_attention(trace, scale="global")
+    with pytest.raises(ValueError, match="'a' occurs 3 times"):
+        plot.plot_prompt_attention(trace, words=["a"])
+
+
+def test_overlay(trace):
+    heat = trace.attention.word_map("red")  # on the 8x8 latent grid: resized to the image
+    im = plot.plot_overlay(heat, trace.image, ax=_ax(), alpha=0.5, cmap="viridis")
+    assert im.get_array().shape == (64, 64) and im.get_cmap().name == "viridis" and im.get_alpha() == 0.5
+    np.testing.assert_allclose(im.get_array(), trace.attention.word_map("red", size="image").numpy(), rtol=1e-5)
+    picture = plot.overlay_image(heat, trace.image)
+    assert picture.size == trace.image.size and picture.mode == "RGB"
+    alone = np.asarray(plot.overlay_image(heat, vmax=float(heat.max())))
+    assert alone.shape == (8, 8, 3)
+    brightest = np.unravel_index(int(heat.argmax()), heat.shape)
+    assert tuple(alone[brightest]) == (252, 255, 164)  # inferno's top colour at the map's maximum
 
 
 def test_kwargs_pass_through(trace):

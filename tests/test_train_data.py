@@ -4,6 +4,7 @@ import re
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from sdviz.train.data import (
     CHARS,
@@ -15,7 +16,9 @@ from sdviz.train.data import (
     all_prompts,
     caption,
     font_path,
+    lit,
     render,
+    shade_of,
     to_image,
 )  # fmt: skip
 
@@ -82,3 +85,39 @@ def test_items_are_the_renders_of_their_seeded_labels():
     rng = random.Random("9:0")
     assert sample_labels(rng) == lab
     assert np.array_equal(np.asarray(to_image(x)), np.asarray(render(lab.char, lab.fg, lab.bg, lab.font, rng)))
+
+
+def test_shades_stay_nearest_their_own_palette_colour():
+    rng = random.Random(0)
+    for name in COLORS:
+        shades = np.array([shade_of(name, rng, 0.45) for _ in range(300)], dtype=float)
+        palette = np.array([PALETTE[c] for c in COLORS], dtype=float)
+        nearest = np.linalg.norm(shades[:, None] - palette[None], axis=-1).argmin(1)
+        assert (nearest == COLORS.index(name)).all(), name
+        assert shades.std(0).max() > 3  # they do vary
+
+
+def test_shade_zero_renders_exactly_as_before_and_shade_varies_the_colours():
+    a = render("A", "red", "blue", "DejaVuSans.ttf", random.Random(1))
+    b = render("A", "red", "blue", "DejaVuSans.ttf", random.Random(1), shade=0.0)
+    assert np.array_equal(np.asarray(a), np.asarray(b)) and np.asarray(a)[0, 0].tolist() == list(PALETTE["blue"])
+    x, _, _ = GlyphDataset(40, seed=3, shade=0.35).batch(0, 40)
+    corners = x[:, :, 0, 0]
+    assert len({tuple(c.tolist()) for c in corners}) == 40
+    with pytest.raises(ValueError, match="shade"):
+        GlyphDataset(4, shade=0.6)
+
+
+def test_light_is_a_linear_brightness_ramp_and_zero_light_changes_nothing():
+    flat = Image.new("RGB", (64, 64), (100, 100, 100))
+    out = np.asarray(lit(flat, random.Random(0), 0.4), dtype=float)[..., 0]
+    yy, xx = np.mgrid[0:64, 0:64]
+    design = np.stack([np.ones(64 * 64), xx.ravel(), yy.ravel()], 1)
+    coef, *_ = np.linalg.lstsq(design, out.ravel(), rcond=None)
+    assert np.abs(design @ coef - out.ravel()).max() <= 1.0  # a plane, up to rounding
+    assert out.max() - out.min() > 5 and abs(out.mean() - 100) < 1
+    a = render("A", "red", "blue", "DejaVuSans.ttf", random.Random(1), shade=0.3)
+    b = render("A", "red", "blue", "DejaVuSans.ttf", random.Random(1), shade=0.3, light=0.0)
+    assert np.array_equal(np.asarray(a), np.asarray(b))
+    with pytest.raises(ValueError, match="light"):
+        GlyphDataset(4, light=0.7)

@@ -76,6 +76,8 @@ def test_diffusion_run_resumes_and_exports_a_loadable_model(tmp_path):
     for (k, x), (_, y) in zip(whole.state_dict().items(), resumed.state_dict().items(), strict=True):
         torch.testing.assert_close(x, y, rtol=0, atol=0, msg=k)
     torch.testing.assert_close(unet.state_dict()["conv_out.weight"], unet_b.state_dict()["conv_out.weight"], rtol=0, atol=0)
+    train_diffusion(*_unet_and_text(), vae, tmp_path / "new" / "run", DIFF, progress=False, until=1)  # a fresh folder
+    assert (tmp_path / "new" / "run" / "latents.safetensors").is_file()
 
     folder = export_pipeline(make_pipeline(vae, text, whole), tmp_path / "model")
     pipe = sdviz.load_pipeline(folder, device="cpu")

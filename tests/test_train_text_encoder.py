@@ -1,12 +1,8 @@
-import random
-
-import numpy as np
-import pytest
 import torch
 from transformers import CLIPTextConfig, CLIPTextModel
 
 from sdviz.tokenizer import load_tokenizer
-from sdviz.train.data import COLORS, PALETTE, GlyphDataset, render, shade_of
+from sdviz.train.data import COLORS
 from sdviz.train.text_encoder import SLOTS, TextEncoderConfig, pretrain_text_encoder, token_targets
 
 
@@ -39,24 +35,3 @@ def test_pretraining_makes_words_carry_their_slots_and_padding_carry_nothing(tmp
     pad_spread = (h[0, 20:] - h[2, 20:]).norm(dim=-1).mean() / h[2, 20:].norm(dim=-1).mean()
     word_spread = (h[0, 2] - h[1, 2]).norm() / h[1, 2].norm()  # "red" vs "green"
     assert pad_spread < 0.05 < word_spread  # padding is the same for every prompt; colour words differ
-
-
-def test_shades_stay_nearest_their_own_palette_colour():
-    rng = random.Random(0)
-    for name in COLORS:
-        shades = np.array([shade_of(name, rng, 0.45) for _ in range(300)], dtype=float)
-        palette = np.array([PALETTE[c] for c in COLORS], dtype=float)
-        nearest = np.linalg.norm(shades[:, None] - palette[None], axis=-1).argmin(1)
-        assert (nearest == COLORS.index(name)).all(), name
-        assert shades.std(0).max() > 3  # they do vary
-
-
-def test_shade_zero_renders_exactly_as_before_and_shade_varies_the_colours():
-    a = render("A", "red", "blue", "DejaVuSans.ttf", random.Random(1))
-    b = render("A", "red", "blue", "DejaVuSans.ttf", random.Random(1), shade=0.0)
-    assert np.array_equal(np.asarray(a), np.asarray(b)) and np.asarray(a)[0, 0].tolist() == list(PALETTE["blue"])
-    x, _, _ = GlyphDataset(40, seed=3, shade=0.35).batch(0, 40)
-    corners = x[:, :, 0, 0]
-    assert len({tuple(c.tolist()) for c in corners}) == 40
-    with pytest.raises(ValueError, match="shade"):
-        GlyphDataset(4, shade=0.6)

@@ -6,7 +6,6 @@ import pytest
 import sdviz
 from sdviz import preview, widgets
 from sdviz.plot.latents import latent_image
-from sdviz.widgets.trace_viewers import word_options
 from sdviz.widgets.viewer import DPI, png_size
 
 PROMPT = "a red letter A on a blue background"
@@ -93,19 +92,17 @@ def test_scheduler_explorer_redraws_and_shows_errors_inline(embedded_pipe):
 
 def test_attention_explorer_lists_each_word_once(trace):
     a = widgets.AttentionExplorer(trace)
-    labels = [k for k, _ in a.word.options]
-    assert labels == ["a (1st of 3)", "red", "letter", "a (2nd of 3)", "on", "a (3rd of 3)", "blue", "background"]
+    assert a.word.options == ("a #1", "red", "letter", "a #2", "on", "a #3", "blue", "background")
     assert a.heat.get_cmap().name == "inferno" and a.colorbar is not None
-    a.word.value = dict(a.word.options)["blue"]
+    a.word.value = "blue"
     np.testing.assert_allclose(a.heat.get_array(), trace.attention.word_map("blue", size="image").numpy(), rtol=1e-6)
     assert a.colorbar.vmax == pytest.approx(float(a.heat.get_array().max()))
-    second_a = dict(a.word.options)["a (2nd of 3)"]
-    a.word.value = second_a
-    one = trace.attention.token_maps(size="image")[list(second_a)].sum(0).numpy()
+    a.word.value = "a #2"
+    one = trace.attention.word_map("a", occurrence=2, size="image").numpy()
     np.testing.assert_allclose(a.heat.get_array(), one, rtol=1e-6)
     rng = trace.attention.bins[1]
     a.steps.value = rng
-    one = trace.attention.token_maps(steps=rng, size="image")[list(second_a)].sum(0).numpy()
+    one = trace.attention.word_map("a", occurrence=2, steps=rng, size="image").numpy()
     np.testing.assert_allclose(a.heat.get_array(), one, rtol=1e-6)
     assert a.error.value == ""
 
@@ -114,11 +111,6 @@ def test_attention_explorer_offers_steps_only_when_there_is_a_choice(embedded_pi
     t = sdviz.generate(embedded_pipe_session, "a red letter A", steps=3, seed=0, attention=True)
     a = widgets.AttentionExplorer(t)
     assert a.steps is None and len(a.box.children[0].children) == 1
-
-
-def test_word_options():
-    words = [("a", [1]), ("cat", [2, 3]), ("a", [4]), ("a", [5])]
-    assert word_options(words) == [("a (1st of 3)", (1,)), ("cat", (2, 3)), ("a (2nd of 3)", (4,)), ("a (3rd of 3)", (5,))]
 
 
 def test_parse_settings():

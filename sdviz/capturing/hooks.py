@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -10,7 +11,7 @@ import torch
 
 from sdviz.attention import AttentionCapture
 from sdviz.attention_maps import AttentionOptions
-from sdviz.capturing.prompts import record_prompts, tokens_from_ids
+from sdviz.capturing.prompts import record_prompts, second_tokens, tokens_from_ids
 from sdviz.capturing.scheduler_step import (
     StepWrapper,
     evals_left,
@@ -45,6 +46,13 @@ class capture:  # noqa: N801 - used as a function-like context manager, as `open
         prompt: the prompt text given to the pipeline, when known: the trace then holds it exactly, with the
             tokens cut off at 77 positions (the text encoder sees only the ids).
         negative_prompt: the negative prompt text, likewise.
+        prompt_2: SDXL: the text given to the second text encoder, when known and not `prompt`.
+        mask_image: inpainting: the mask image given to the pipeline, when known: `trace.mask` then holds it
+            as the pipeline's mask processor made it (binarised, at image size); else the mask the UNet saw
+            in its input (9-channel inpainting UNets), at latent size.
+
+    Records per family: SDXL also `trace.tokens_2` and `trace.added_cond` (pooled text embedding and
+    micro-conditioning, from the UNet's `added_cond_kwargs`); inpainting `trace.mask`.
 
     Example:
         >>> with sdviz.capture(pipe) as cap:
@@ -62,6 +70,8 @@ class capture:  # noqa: N801 - used as a function-like context manager, as `open
         attention: bool | dict | AttentionOptions = False,
         prompt: str | list[str] | None = None,
         negative_prompt: str | list[str] | None = None,
+        prompt_2: str | list[str] | None = None,
+        mask_image: Any = None,
     ) -> None:
         keep = ALL_FIELDS if keep is None else frozenset(keep)
         unknown = sorted(keep - ALL_FIELDS)
@@ -77,11 +87,14 @@ class capture:  # noqa: N801 - used as a function-like context manager, as `open
         self.every = every
         self.attention = AttentionOptions.parse(attention) if attention else None
         self.prompt, self.negative_prompt = prompt, negative_prompt
+        self.prompt_2, self.mask_image = prompt_2, mask_image
         self.trace = Trace()
         self._handles: list[Any] = []
         self._wrapper: StepWrapper | None = None
         self._pending: dict[str, torch.Tensor | None] = {}
         self._text_calls: list[list[list[int]]] = []  # ids of each text-encoder call, one row per prompt
+        self._text_calls_2: list[list[list[int]]] = []  # the same for SDXL's second text encoder
+        self._unet_mask: torch.Tensor | None = None  # the mask channel of an inpainting UNet's first input
         self._attention_capture: AttentionCapture | None = None
         self._last_unstored: Step | None = None  # the newest step, when `every` skipped its tensors
         self._last_values: dict[str, torch.Tensor | None] = {}
@@ -89,14 +102,16 @@ class capture:  # noqa: N801 - used as a function-like context manager, as `open
     # -- context -------------------------------------------------------------------------------
     def __enter__(self) -> capture:
         pipe = self.pipe
-        self.trace = Trace(model=str(pipe.name_or_path or ""),
+        self.trace = Trace(model=str(pipe.name_or_path or ""), pipeline=type(pipe).__name__,
                            kept=Kept(sorted(self.keep), self.every, str(self.dtype).removeprefix("torch.")))  # fmt: skip
-        self._text_calls = []
+        self._text_calls, self._text_calls_2, self._unet_mask = [], [], None
         self._t0 = time.perf_counter()
         try:
-            self._handles.append(pipe.unet.register_forward_hook(self._on_unet))
-            if getattr(pipe, "text_encoder", None) is not None:
-                self._handles.append(pipe.text_encoder.register_forward_pre_hook(self._on_text, with_kwargs=True))
+            self._handles.append(pipe.unet.register_forward_hook(self._on_unet, with_kwargs=True))
+            for name, calls in (("text_encoder", self._text_calls), ("text_encoder_2", self._text_calls_2)):
+                if getattr(pipe, name, None) is not None:
+                    hook = functools.partial(self._on_text, calls)
+                    self._handles.append(getattr(pipe, name).register_forward_pre_hook(hook, with_kwargs=True))
             self._handles.append(pipe.vae.decoder.register_forward_hook(self._on_decode))
             self._wrapper = StepWrapper(pipe.scheduler, self._on_step)
             if self.attention is not None:
@@ -125,10 +140,16 @@ class capture:  # noqa: N801 - used as a function-like context manager, as `open
         if exc_type is not None:
             trace.complete = False
             trace.error = f"{exc_type.__name__}: {exc}"
-        tokenizer = getattr(self.pipe, "tokenizer", None)
-        record_prompts(trace, self._text_calls, tokenizer, self.prompt, self.negative_prompt)
+        calls, tokenizer = self._text_calls, getattr(self.pipe, "tokenizer", None)
+        tokenizer_2 = getattr(self.pipe, "tokenizer_2", None)
+        if getattr(self.pipe, "text_encoder", None) is None and self._text_calls_2:  # an SDXL refiner
+            calls, tokenizer = self._text_calls_2, tokenizer_2
+        record_prompts(trace, calls, tokenizer, self.prompt, self.negative_prompt)
+        if getattr(self.pipe, "text_encoder_2", None) is not None:
+            trace.tokens_2 = second_tokens(self._text_calls_2, tokenizer_2, self.prompt_2 or self.prompt)
+        self._record_mask()
         if self._attention_capture is not None:
-            rows = [tokens_from_ids(r, tokenizer).tokens for r in self._text_calls[0]] if self._text_calls else []
+            rows = [tokens_from_ids(r, tokenizer).tokens for r in calls[0]] if calls else []
             rows = rows or [[""] * 77]
             per_row = max(1, (len(trace.images) or 1) // len(rows))
             tokens = [row for row in rows for _ in range(per_row)]
@@ -145,18 +166,46 @@ class capture:  # noqa: N801 - used as a function-like context manager, as `open
         if self._attention_capture is not None:
             self._attention_capture.remove()
 
+    def _record_mask(self) -> None:
+        """Keep the inpainting mask: as the pipeline processed the given image, else as the UNet saw it."""
+        processor = getattr(self.pipe, "mask_processor", None)
+        if self.mask_image is not None and processor is not None and self.trace.height:
+            mask = processor.preprocess(self.mask_image, height=self.trace.height, width=self.trace.width)
+            self.trace.mask = mask[0, 0].to(torch.float32).cpu()
+        elif self._unet_mask is not None:
+            self.trace.mask = self._unet_mask
+
     # -- hooks ---------------------------------------------------------------------------------
-    def _on_text(self, module, args, kwargs) -> None:
+    def _on_text(self, calls: list, module, args, kwargs) -> None:
         ids = kwargs.get("input_ids", args[0] if args else None)
         if ids is not None:
-            self._text_calls.append([row.tolist() for row in ids.detach().cpu()])
+            calls.append([row.tolist() for row in ids.detach().cpu()])
 
-    def _on_unet(self, module, args, output) -> None:
+    def _on_first_unet_call(self, args, kwargs) -> None:
+        """Keep what stays fixed over a run: SDXL's added conditioning, an inpainting UNet's mask channel."""
+        guided = getattr(self.pipe, "do_classifier_free_guidance", False)
+        added = kwargs.get("added_cond_kwargs") or {}
+        kept = {}
+        for name in ("text_embeds", "time_ids"):
+            t = added.get(name)
+            if isinstance(t, torch.Tensor):
+                t = t.detach().to("cpu", torch.float32, copy=True)
+                if guided and t.shape[0] % 2 == 0:
+                    kept[f"negative_{name}"], t = t.chunk(2)
+                kept[name] = t
+        self.trace.added_cond = dict(sorted(kept.items())) or None
+        sample = kwargs.get("sample", args[0] if args else None)
+        if isinstance(sample, torch.Tensor) and sample.ndim == 4 and sample.shape[1] == 9:
+            self._unet_mask = sample[0, 4].detach().to("cpu", torch.float32, copy=True)
+
+    def _on_unet(self, module, args, kwargs, output) -> None:
         if self._wrapper is not None and self.pipe.scheduler is not self._wrapper.scheduler:
             # the scheduler was replaced inside the block: follow it
             self._wrapper.remove()
             self._wrapper = StepWrapper(self.pipe.scheduler, self._on_step)
         pred = output[0] if isinstance(output, tuple) else output.sample
+        if self.trace.unet_evals == 0:
+            self._on_first_unet_call(args, kwargs)
         self.trace.unet_evals += 1
         if getattr(self.pipe, "do_classifier_free_guidance", False) and pred.shape[0] % 2 == 0:
             uncond, text = pred.chunk(2)

@@ -54,3 +54,14 @@ def record_prompts(
         trace.negative_tokens = token_info(neg or "", tokenizer)
     elif len(calls) > 1:
         trace.negative_tokens = tokens_from_ids(calls[1][0], tokenizer)
+
+
+def second_tokens(calls: list[list[list[int]]], tokenizer: Any, prompt: str | list[str] | None) -> TokenInfo | None:
+    """Return what SDXL's second text encoder saw of the prompt: exact (with the truncated tail) when the
+    prompt text is known and gives the ids it saw, else rebuilt from those ids."""
+    seen = calls[0][0] if calls else None
+    if prompt is not None:
+        info = token_info(prompt if isinstance(prompt, str) else prompt[0], tokenizer)
+        if seen is None or info.input_ids == seen:
+            return info
+    return tokens_from_ids(seen, tokenizer) if seen is not None else None

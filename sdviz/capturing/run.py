@@ -1,7 +1,8 @@
-"""generate(): run a pipeline once, text-to-image or img2img, and return the captured Trace."""
+"""generate(): run a pipeline once, text-to-image, img2img or inpainting, SD or SDXL, and return the Trace."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable
 from typing import Any
 
@@ -12,6 +13,7 @@ from sdviz.attention_maps import AttentionOptions
 from sdviz.capturing.hooks import capture
 from sdviz.quiet import quiet
 from sdviz.schedulers import use_scheduler
+from sdviz.suggest import did_you_mean
 from sdviz.trace import Img2Img, Trace
 
 
@@ -28,6 +30,11 @@ def generate(
     negative_prompt: str | list[str] | None = None,
     image: Image.Image | torch.Tensor | None = None,
     strength: float = 0.8,
+    mask_image: Image.Image | torch.Tensor | None = None,
+    latents: torch.Tensor | None = None,
+    denoising_start: float | None = None,
+    denoising_end: float | None = None,
+    pipeline_kwargs: dict[str, Any] | None = None,
     num_images_per_prompt: int = 1,
     attention: bool | dict | AttentionOptions = False,
     keep: Iterable[str] | None = None,
@@ -36,8 +43,12 @@ def generate(
 ) -> Trace:
     """Run the pipeline once and return everything it did as a Trace.
 
+    The family (SD 1.x/2.x or SDXL) comes from the pipeline's components, the task from the arguments:
+    text-to-image, img2img with `image=`, inpainting with `image=` and `mask_image=`; the matching diffusers
+    pipeline runs on the same components.
+
     Args:
-        pipe: a diffusers Stable Diffusion pipeline (`sdviz.load_pipeline()`).
+        pipe: a diffusers Stable Diffusion or SDXL pipeline (`sdviz.load_pipeline()`).
         prompt: the prompt, or a list of prompts for a batch.
         steps: number of inference steps.
         scheduler: None keeps the pipeline's; a name or alias (`"euler"`), a `(name, {params})` pair, or a
@@ -46,14 +57,21 @@ def generate(
         guidance_scale: classifier-free guidance scale; 1.0 turns guidance off.
         height, width: image size in pixels (default: the model's).
         negative_prompt: what the image should not show.
-        image: an initial image for img2img (runs `StableDiffusionImg2ImgPipeline` on the same components).
-        strength: for img2img, how much noise is added to `image` (0 to 1).
+        image: an initial image for img2img or inpainting (for SDXL also latents, e.g. a base run's last).
+        strength: for img2img and inpainting, how much noise is added to `image` (0 to 1).
+        mask_image: inpainting: white where the image is repainted; kept in `trace.mask`.
+        latents: the initial noise (B, C, h, w) of a text-to-image or inpainting run, instead of the seed's.
+        denoising_start: SDXL img2img: the fraction of the schedule to skip (a refiner taking over).
+        denoising_end: SDXL: the fraction of the schedule to stop at (a base handing over to a refiner).
+        pipeline_kwargs: other arguments of the diffusers pipeline's call, e.g. SDXL's `prompt_2`,
+            `original_size`, `crops_coords_top_left`, `target_size`, `aesthetic_score`.
         num_images_per_prompt: images per prompt.
         attention: capture per-token cross-attention maps (True, a dict of options, or `AttentionOptions`).
         keep, dtype, every: what to keep of each step (see `capture`).
 
     Returns:
-        The Trace, with the prompt's tokens (and truncated tail), the schedule, every step and the image(s).
+        The Trace, with the prompt's tokens (and truncated tail), the schedule, every step and the image(s);
+        for SDXL also `tokens_2` and `added_cond`, for inpainting `mask`.
 
     Raises:
         KeyboardInterrupt: re-raised with the steps captured so far in its `trace` attribute.
@@ -67,38 +85,110 @@ def generate(
         "generator": torch.Generator(device="cpu").manual_seed(seed) if seed is not None else None,
         "num_images_per_prompt": num_images_per_prompt,
     }
+    run_pipe = family_pipeline(pipe, image=image, mask_image=mask_image, strength=strength)
     if image is not None:
-        run_pipe = _img2img(pipe, strength)
         call.update(image=image, strength=strength)
-    else:
-        run_pipe = pipe
+    if image is None or mask_image is not None:
         call.update(height=height, width=width)
+    if mask_image is not None:
+        call.update(mask_image=mask_image)
+    call.update(_family_options(run_pipe, latents, denoising_start, denoising_end, pipeline_kwargs, call))
     cap = capture(run_pipe, keep=keep, dtype=dtype, every=every, attention=attention, prompt=prompt,
-                  negative_prompt=negative_prompt)  # fmt: skip
+                  negative_prompt=negative_prompt, prompt_2=call.get("prompt_2"), mask_image=mask_image)  # fmt: skip
+    settings = (seed, guidance_scale, image, strength, denoising_start, denoising_end)
     try:
-        with use_scheduler(run_pipe, scheduler, seed=seed), cap:
+        # SDXL casts its VAE to float32 on every run, and diffusers warns each time even when nothing changes
+        with use_scheduler(run_pipe, scheduler, seed=seed), cap, quiet("diffusers.models.modeling_utils"):
             run_pipe(prompt, **call)
     except KeyboardInterrupt as e:
-        e.trace = _settings(cap.trace, seed, guidance_scale, image, strength)
+        e.trace = _settings(cap.trace, *settings)
         raise
-    return _settings(cap.trace, seed, guidance_scale, image, strength)
+    return _settings(cap.trace, *settings)
 
 
-def _img2img(pipe: Any, strength: float) -> Any:
-    """Return `StableDiffusionImg2ImgPipeline` on the components of `pipe`."""
-    from diffusers import StableDiffusionImg2ImgPipeline
+# the diffusers call arguments generate() sets from its own (pipeline_kwargs may not set them behind its back)
+_OWN = {"prompt", "num_inference_steps", "guidance_scale", "negative_prompt", "generator", "num_images_per_prompt",
+        "image", "strength", "mask_image", "height", "width", "latents", "denoising_start", "denoising_end"}  # fmt: skip
 
-    if not 0.0 < strength <= 1.0:
+
+def _family_options(run_pipe: Any, latents: Any, start: Any, end: Any, extra: dict | None, call: dict) -> dict:
+    """Check and return the call's family-specific arguments: latents, SDXL's denoising range, the extras."""
+    out: dict[str, Any] = {}
+    img2img = "image" in call and "mask_image" not in call
+    if latents is not None:
+        if img2img:
+            raise ValueError("latents= sets the initial noise of text-to-image and inpainting runs; img2img starts "
+                             "from image= (for SDXL, pass latents as image=)")  # fmt: skip
+        out["latents"] = latents
+    for name, value in (("denoising_start", start), ("denoising_end", end)):
+        if value is None:
+            continue
+        if name not in inspect.signature(run_pipe.__call__).parameters:
+            what = "SDXL pipelines" if name == "denoising_end" else "SDXL img2img and inpainting (pass image=)"
+            raise ValueError(f"{name} applies to {what}; {type(run_pipe).__name__} does not take it")
+        if not 0.0 < float(value) < 1.0:
+            raise ValueError(f"{name} must be in (0, 1), got {value}")
+        out[name] = float(value)
+    if extra:
+        accepted = set(inspect.signature(run_pipe.__call__).parameters) - {"self", "kwargs", "prompt"}
+        own = sorted(set(extra) & _OWN)
+        unknown = sorted(set(extra) - accepted)
+        if own:
+            raise ValueError(f"pipeline_kwargs {own} are generate()'s own arguments: pass them directly")
+        if unknown:
+            raise ValueError(f"{type(run_pipe).__name__} takes no {unknown}{did_you_mean(unknown[0], accepted)}; "
+                             f"it takes {sorted(accepted)}")  # fmt: skip
+        out.update(extra)
+    return out
+
+
+def family_pipeline(pipe: Any, *, image: Any = None, mask_image: Any = None, strength: float = 0.8) -> Any:
+    """Return the pipeline of `pipe`'s family for the task: text-to-image, img2img or inpainting.
+
+    Args:
+        pipe: an SD 1.x/2.x or SDXL pipeline of any task.
+        image: the initial image (img2img, inpainting), or None.
+        mask_image: the inpainting mask, or None.
+        strength: img2img and inpainting strength, checked here.
+
+    Returns:
+        `pipe` itself when it is of the right class, else that class on the same components.
+    """
+    import diffusers
+
+    xl = getattr(pipe, "text_encoder_2", None) is not None or "XL" in type(pipe).__name__
+    inpainting_unet = int(getattr(pipe.unet.config, "in_channels", 4)) == 9
+    family = "StableDiffusionXL" if xl else "StableDiffusion"
+    if mask_image is not None:
+        if image is None:
+            raise ValueError("mask_image= inpaints an image: pass the image to repaint as image= too")
+        task = "Inpaint"
+    elif image is not None:
+        task = "Img2Img"
+    else:
+        task = ""
+    if inpainting_unet and task != "Inpaint":
+        raise ValueError(f"{type(pipe).__name__} has a 9-channel inpainting UNet: pass image= and mask_image= "
+                         "(it cannot run text-to-image or img2img)")  # fmt: skip
+    if xl and task == "" and getattr(pipe, "text_encoder", None) is None:
+        raise ValueError("this SDXL pipeline has no first text encoder (a refiner): it refines an image, "
+                         "pass image= (e.g. a base run's last latents) and denoising_start=")  # fmt: skip
+    if task and not 0.0 < strength <= 1.0:
         raise ValueError(f"strength must be in (0, 1], got {strength}")
+    cls = getattr(diffusers, f"{family}{task}Pipeline")
+    if type(pipe) is cls:
+        return pipe
     with quiet("diffusers.models.modeling_utils"):  # from_pipe warns about a no-op dtype cast
-        run_pipe = StableDiffusionImg2ImgPipeline.from_pipe(pipe)
+        run_pipe = cls.from_pipe(pipe)
     run_pipe.set_progress_bar_config(**getattr(pipe, "_progress_bar_config", {}))
     return run_pipe
 
 
-def _settings(trace: Trace, seed: int | None, guidance_scale: float, image: Any, strength: float) -> Trace:
-    """Record what generate() was asked for and the capture cannot see: the seed, guidance, img2img strength."""
+def _settings(trace: Trace, seed: int | None, guidance_scale: float, image: Any, strength: float,
+              denoising_start: float | None, denoising_end: float | None) -> Trace:
+    """Record what generate() was asked for and the capture cannot see: seed, guidance, strength, SDXL's range."""
     trace.seed = seed
     trace.guidance_scale = float(guidance_scale)
-    trace.img2img = Img2Img(float(strength)) if image is not None else None
+    trace.img2img = Img2Img(float(strength), denoising_start) if image is not None else None
+    trace.denoising_end = denoising_end
     return trace

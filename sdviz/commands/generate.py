@@ -27,7 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--width", type=int, default=None, help="image width in pixels (default: the model's)")
     p.add_argument("--out", default="sdviz-out", help="output folder (default: ./sdviz-out)")
     p.add_argument("--no-trace", action="store_true", help="write only the image, not the .sdviz trace")
-    p.add_argument("--attention", action="store_true", help="also capture per-token cross-attention maps into the trace")
+    p.add_argument("--attention", action="store_true",
+                   help="also capture per-token cross-attention maps into the trace, and write one heat-map PNG "
+                        "per word beside the image")  # fmt: skip
     p.add_argument("--report", action="store_true", help="also write a self-contained HTML report next to the image")
     p.add_argument(
         "--trace-dtype", choices=("float32", "float16"), default="float32",
@@ -64,6 +66,11 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     image_path = stem.with_suffix(".png")
     trace.image.save(image_path)
     print(f"image: {image_path}")
+    if args.attention:
+        from sdviz.plot.attention import save_word_maps
+
+        maps = save_word_maps(trace, stem)
+        print(f"attention: {len(maps)} word maps, {maps[0].name} ..." if maps else "attention: no words to map")
     if not args.no_trace:
         trace_path = trace.save(stem.with_suffix(".sdviz"))
         print(f"trace: {trace_path} ({len(trace.steps)} steps)")

@@ -132,7 +132,7 @@ def _cmd_diffusion(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     vae = AutoencoderKL.from_pretrained(args.vae).eval()
-    cache = encode_latents(vae, GlyphDataset(cfg.data_size, seed=cfg.data_seed, shade=cfg.shade), out / "latents.safetensors",
+    cache = encode_latents(vae, GlyphDataset(cfg.data_size, seed=cfg.data_seed, shade=cfg.shade, light=cfg.light), out / "latents.safetensors",
                            progress=not args.quiet)  # fmt: skip
     vae.register_to_config(scaling_factor=1.0 / latent_std(cache))
     torch.manual_seed(embedded.SEED)

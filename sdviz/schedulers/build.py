@@ -12,6 +12,10 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from sdviz.schedulers.checks import base_config, validate
 from sdviz.schedulers.registry import class_params, lookup, scheduler_class
 
+# What every SD 1.x/2.x and SDXL scheduler config says, where diffusers' class defaults suit pixel-space models
+# instead (x0 clipped to [-1, 1], PNDM's Runge-Kutta warm-up, DDIM's final alpha of 1); used where a config is silent
+LATENT_DEFAULTS = {"clip_sample": False, "skip_prk_steps": True, "set_alpha_to_one": False}
+
 
 def make(name: str, config: dict[str, Any] | None = None, **params: Any) -> SchedulerMixin:
     """Build a scheduler from a base config, the alias's settings and `params`, after `validate`.
@@ -20,7 +24,7 @@ def make(name: str, config: dict[str, Any] | None = None, **params: Any) -> Sche
         name: a class name or an alias.
         config: the config to start from, usually `pipe.scheduler.config`, so that `beta_schedule`,
             `prediction_type` and the training range carry over; SD 1.5's scheduler config when None.
-            Keys the class does not take are dropped.
+            Keys the class does not take are dropped; `LATENT_DEFAULTS` fill what it does not say.
         **params: constructor parameters, checked by `validate`.
 
     Returns:
@@ -29,7 +33,7 @@ def make(name: str, config: dict[str, Any] | None = None, **params: Any) -> Sche
     Raises:
         ValueError, TypeError: as `validate`.
     """
-    base = base_config(config)
+    base = {**LATENT_DEFAULTS, **base_config(config)}
     settings = validate(name, base, **params)
     cls_name, _ = lookup(name)
     known = {p.name for p in class_params(cls_name)}

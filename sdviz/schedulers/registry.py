@@ -172,7 +172,7 @@ class SchedulerInfo:
 
 
 def names() -> list[str]:
-    """Return the class names of every scheduler that drives an SD 1.x UNet, sorted."""
+    """Return the class names of every scheduler that drives an SD 1.x/2.x or SDXL UNet, sorted."""
     return sorted(n for n in _REGISTRY if _installed(n))
 
 

@@ -86,6 +86,7 @@ class AutoencoderConfig(RunConfig):
 
     data_size: int = 40_000
     shade: float = 0.0  # colour shades around each palette colour (see `data.shade_of`)
+    light: float = 0.0  # brightness gradients across the image (see `data.lit`)
 
 
 def train_autoencoder(
@@ -113,8 +114,8 @@ def train_autoencoder(
     cfg = config or AutoencoderConfig()
     out = Path(out)
     torch.manual_seed(cfg.seed)
-    data = GlyphDataset(cfg.data_size, seed=cfg.seed, shade=cfg.shade)
-    shown, _, _ = GlyphDataset(16, seed=cfg.seed + 10_000, shade=cfg.shade).batch(0, 16)
+    data = GlyphDataset(cfg.data_size, seed=cfg.seed, shade=cfg.shade, light=cfg.light)
+    shown, _, _ = GlyphDataset(16, seed=cfg.seed + 10_000, shade=cfg.shade, light=cfg.light).batch(0, 16)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
 
     def loss_at(step: int, gen: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -96,7 +97,14 @@ def _master(char: str, font: str) -> Image.Image:
 
 
 def render(
-    char: str, fg: str, bg: str, font: str, rng: random.Random, size: int = IMAGE_SIZE, shade: float = 0.0
+    char: str,
+    fg: str,
+    bg: str,
+    font: str,
+    rng: random.Random,
+    size: int = IMAGE_SIZE,
+    shade: float = 0.0,
+    light: float = 0.0,
 ) -> Image.Image:
     """Render one glyph with a random rotation, scale and position, fully inside the image.
 
@@ -109,6 +117,8 @@ def render(
         size: the side of the square image in pixels.
         shade: how far each colour may move from its palette value, as a fraction of the distance to the nearest
             other palette colour (0: exact palette colours). Drawn after everything else, so 0 renders as before.
+        light: the largest brightness change of a linear light gradient across the image, as a fraction (0: flat
+            light), in a random direction; drawn after the shades.
 
     Returns:
         An RGB image of `size` x `size`.
@@ -130,7 +140,16 @@ def render(
     fg_rgb, bg_rgb = (shade_of(c, rng, shade) if shade else PALETTE[c] for c in (fg, bg))
     image = Image.new("RGB", (size, size), bg_rgb)
     image.paste(Image.new("RGB", (w, h), fg_rgb), (x, y), mask)
-    return image
+    return lit(image, rng, light) if light else image
+
+
+def lit(image: Image.Image, rng: random.Random, light: float) -> Image.Image:
+    """Return `image` under a linear brightness gradient of random direction and strength up to `light`."""
+    angle, strength = rng.uniform(0, 2 * math.pi), rng.uniform(0, light)
+    r = np.linspace(-1, 1, image.width)
+    ramp = math.cos(angle) * r[None, :] + math.sin(angle) * r[:, None]  # (H, W) in [-2, 2]
+    a = np.asarray(image, dtype=np.float64) * (1 + strength * ramp / 2)[..., None]
+    return Image.fromarray(np.clip(np.round(a), 0, 255).astype(np.uint8))
 
 
 def shade_of(color: str, rng: random.Random, shade: float) -> tuple[int, int, int]:
@@ -175,12 +194,14 @@ class GlyphDataset(torch.utils.data.Dataset):
     Items are `(image, caption, labels)`: a (3, 64, 64) tensor in [-1, 1], the caption string, `Labels`.
     """
 
-    def __init__(self, n: int, seed: int = 0, size: int = IMAGE_SIZE, shade: float = 0.0):
+    def __init__(self, n: int, seed: int = 0, size: int = IMAGE_SIZE, shade: float = 0.0, light: float = 0.0):
         if n < 1:
             raise ValueError(f"n must be positive, got {n}")
         if not 0 <= shade < 0.5:
             raise ValueError(f"shade must be in [0, 0.5) so that every shade stays nearest its own colour, got {shade}")
-        self.n, self.seed, self.size, self.shade = n, seed, size, shade
+        if not 0 <= light < 0.5:
+            raise ValueError(f"light must be in [0, 0.5), got {light}")
+        self.n, self.seed, self.size, self.shade, self.light = n, seed, size, shade, light
 
     def __len__(self) -> int:
         return self.n
@@ -190,7 +211,7 @@ class GlyphDataset(torch.utils.data.Dataset):
             raise IndexError(i)
         rng = random.Random(f"{self.seed}:{i}")
         lab = sample_labels(rng)
-        image = render(lab.char, lab.fg, lab.bg, lab.font, rng, self.size, self.shade)
+        image = render(lab.char, lab.fg, lab.bg, lab.font, rng, self.size, self.shade, self.light)
         return to_tensor(image), caption(lab.char, lab.fg, lab.bg), lab
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, str, Labels]]:

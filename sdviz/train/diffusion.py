@@ -33,6 +33,7 @@ class DiffusionConfig(RunConfig):
     data_size: int = 30_000
     data_seed: int = 0
     shade: float = 0.0  # colour shades around each palette colour (see `data.shade_of`)
+    light: float = 0.0  # brightness gradients across the image (see `data.lit`)
     uncond_prob: float = 0.1  # captions dropped to "" so that classifier-free guidance works
     snr_gamma: float | None = 5.0  # min-SNR loss weighting (Hang et al. 2023); None: plain epsilon MSE
     ema_decay: float = 0.999
@@ -134,8 +135,9 @@ def train_diffusion(
     """
     cfg = config or DiffusionConfig()
     out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)  # the latent cache is written before the loop starts
     vae.eval()
-    cache = encode_latents(vae, GlyphDataset(cfg.data_size, seed=cfg.data_seed, shade=cfg.shade),
+    cache = encode_latents(vae, GlyphDataset(cfg.data_size, seed=cfg.data_seed, shade=cfg.shade, light=cfg.light),
                            out / "latents.safetensors", progress=progress)  # fmt: skip
     scale = vae.config.scaling_factor
     table = prompt_table()

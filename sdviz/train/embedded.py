@@ -95,7 +95,7 @@ def train_embedded(
     t0 = time.time()
     vae = train_vae(out / "autoencoder", autoencoder, progress=progress).eval()
     (out / "diffusion").mkdir(exist_ok=True)
-    cache = encode_latents(vae, GlyphDataset(diffusion.data_size, seed=diffusion.data_seed, shade=diffusion.shade),
+    cache = encode_latents(vae, GlyphDataset(diffusion.data_size, seed=diffusion.data_seed, shade=diffusion.shade, light=diffusion.light),
                            out / "diffusion" / "latents.safetensors", progress=progress)  # fmt: skip
     std = latent_std(cache)
     vae.register_to_config(scaling_factor=1.0 / std)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -10,6 +9,7 @@ from matplotlib.figure import Figure
 
 from sdviz.latent_rgb import LatentRGB
 from sdviz.plot import bare, kept_steps, latent_image, step_tensor, xt_tensor
+from sdviz.plot.attention import word_occurrences
 from sdviz.preview import decode
 from sdviz.trace import Trace
 from sdviz.widgets.viewer import Viewer, W, error_html
@@ -95,19 +95,6 @@ class StepScrubber(Viewer):
         self.redraw()
 
 
-def word_options(words: list[tuple[str, list[int]]]) -> list[tuple[str, tuple[int, ...]]]:
-    """Return (label, token positions) per word; a word that occurs again is labelled "a (2nd of 3)"."""
-    total = Counter(w for w, _ in words)
-    seen: Counter[str] = Counter()
-    out = []
-    for w, positions in words:
-        seen[w] += 1
-        n = seen[w]
-        nth = f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
-        out.append((w if total[w] == 1 else f"{w} ({nth} of {total[w]})", tuple(positions)))
-    return out
-
-
 class AttentionExplorer(Viewer):
     """Pick a word of the prompt (and a step range, when captured with several); its attention map redraws.
 
@@ -122,8 +109,9 @@ class AttentionExplorer(Viewer):
         if trace.attention is None:
             raise ValueError("the trace has no attention maps: generate with attention=True")
         self.trace, self.maps, self.index = trace, trace.attention, index
-        options = word_options(self.maps.words(index))
-        self.word = W.Dropdown(options=options, value=options[0][1], description="word")
+        self.words = {label: (w, occurrence) for label, w, occurrence in word_occurrences(self.maps, index)}
+        labels = list(self.words)  # a repeated word once per occurrence: "a #1", "a #2"
+        self.word = W.Dropdown(options=labels, value=labels[0], description="word")
         bins = self.maps.bins
         self.steps = None  # a step-range choice only where the capture kept several ranges
         if len(bins) > 1:
@@ -151,9 +139,9 @@ class AttentionExplorer(Viewer):
         return (-0.5, w - 0.5, h - 0.5, -0.5)
 
     def _map(self) -> np.ndarray:
+        word, occurrence = self.words[self.word.value]
         steps = self.steps.value if self.steps is not None else None
-        maps = self.maps.token_maps(steps=steps, index=self.index, size="image")
-        return maps[list(self.word.value)].sum(0).numpy()
+        return self.maps.word_map(word, occurrence=occurrence, steps=steps, index=self.index, size="image").numpy()
 
     def update(self) -> None:
         """Show the chosen word and step range (errors, such as a range with no maps, show inline)."""
@@ -165,6 +153,5 @@ class AttentionExplorer(Viewer):
         self.error.value = ""
         self.heat.set_data(m)
         self.heat.set_clim(0.0, float(m.max()) or 1.0)
-        label = next(k for k, v in self.word.options if v == self.word.value)
-        self.ax.set_title(f"'{label}'", fontsize="small")
+        self.ax.set_title(f"'{self.word.value}'", fontsize="small")
         self.redraw()
