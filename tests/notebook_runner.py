@@ -36,6 +36,15 @@ def execute(path: Path, workdir: Path, *, timeout: int = 1800) -> nbformat.Noteb
     os.environ.setdefault("MPLBACKEND", "Agg")
     NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False, store_widget_state=False,
                    resources={"metadata": {"path": str(workdir)}}).execute()  # fmt: skip
+    for cell in nb.cells:  # a cell's prints arrive in one chunk or several, as timing has it: keep one
+        merged: list = []
+        for o in cell.get("outputs", []):
+            if merged and o.output_type == "stream" and merged[-1].output_type == "stream" and merged[-1].name == o.name:
+                merged[-1].text += o.text
+            else:
+                merged.append(o)
+        if cell.cell_type == "code":
+            cell.outputs = merged
     return nb
 
 
