@@ -1,5 +1,16 @@
-"""Regenerate the README pictures in assets/ from the embedded model: a sample grid and a prompt emerging from noise."""
+"""Regenerate what the README and the notebooks show, from the embedded model.
 
+    python scripts/make_assets.py                 # everything
+    python scripts/make_assets.py notebooks       # or any of: pictures notebooks jupyterlab
+
+pictures: the sample grid, a prompt emerging from noise, sdviz's plots and the report (assets/);
+notebooks: runs the three notebooks in place, so that a code host shows their outputs (small PNGs);
+jupyterlab: the step scrubber in a real JupyterLab (assets/jupyterlab-step-scrubber.png).
+"""
+
+import argparse
+import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -10,7 +21,9 @@ import sdviz
 from sdviz import preview
 from sdviz.train.data import caption
 
-ASSETS = Path(__file__).resolve().parents[1] / "assets"
+ROOT = Path(__file__).resolve().parents[1]
+ASSETS = ROOT / "assets"
+sys.path.insert(0, str(ROOT / "tests"))  # the notebook runner and the JupyterLab driver the tests use
 PROMPT = "a red letter A on a blue background"
 GRID = [("A", "red", "blue"), ("7", "yellow", "black"), ("G", "white", "purple"), ("3", "blue", "orange"),
         ("R", "black", "white"), ("K", "green", "yellow"), ("5", "orange", "green"), ("Z", "purple", "white")]
@@ -18,7 +31,8 @@ STRIP_STEPS = (0, 3, 6, 9, 12, 15, 18, 21, 24)
 SCALE = 3  # pixels per model pixel in the pictures
 
 
-def main() -> None:
+def pictures() -> None:
+    """Draw the README's pictures of the embedded model and of sdviz."""
     ASSETS.mkdir(exist_ok=True)
     pipe = sdviz.load_pipeline(device="cpu")
     pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
@@ -107,5 +121,50 @@ def traced_pictures() -> None:
     print(*(ASSETS / n for n in ["step-strip.png", "attention.png", "schedules.png", "compare-grid.png", "report.png"]))
 
 
+def notebooks() -> None:
+    """Run the three notebooks in place, top to bottom in fresh kernels, with their pictures shrunk."""
+    import nbformat
+    from notebook_runner import execute, problems, shrink_pngs
+
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        with tempfile.TemporaryDirectory() as work:
+            nb = execute(path, Path(work))
+        shrink_pngs(nb)
+        if problems(nb):
+            raise SystemExit(f"{path.name}: " + "; ".join(problems(nb)))
+        nbformat.write(nb, path)
+        print(path, f"{path.stat().st_size // 1000} kB")
+
+
+def jupyterlab() -> None:
+    """Screenshot the step scrubber of notebook 01 in JupyterLab, as tests/test_jupyterlab.py drives it."""
+    from jupyterlab_driver import CHROMIUM, Lab, tour
+    from jupyterlab_driver import jupyterlab as server
+    from PIL import Image, ImageChops
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory() as d, server(Path(d)) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        seen = tour(Lab(browser.new_page(viewport={"width": 1400, "height": 1000}), url), ROOT / "notebooks", Path(d),
+                    Path(d) / "shots")  # fmt: skip
+        browser.close()
+        if seen["console_errors"] or seen["errors_in_notebook"]:
+            raise SystemExit(f"JupyterLab reported errors: {seen}")
+        shot = Image.open(Path(d) / "shots" / "step-scrubber.png").convert("RGB")
+        blank = Image.new("RGB", shot.size, shot.getpixel((shot.width - 1, shot.height - 1)))
+        box = ImageChops.difference(shot, blank).getbbox()  # the cell's empty right-hand side goes
+        shot = shot.crop((0, 0, min(shot.width, box[2] + 16), shot.height))
+        out = ASSETS / "jupyterlab-step-scrubber.png"
+        shot.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(out, optimize=True)
+    print(out)
+
+
 if __name__ == "__main__":
-    main()
+    targets = {"pictures": pictures, "notebooks": notebooks, "jupyterlab": jupyterlab}
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("what", nargs="*", help=f"any of {', '.join(targets)} (default: everything)")
+    chosen = ap.parse_args().what or list(targets)
+    if set(chosen) - set(targets):
+        ap.error(f"choose from {', '.join(targets)}; got {', '.join(chosen)}")
+    for name in chosen:
+        targets[name]()

@@ -1,11 +1,14 @@
-"""One self-contained HTML page per run, drawn from a Trace alone (images embedded as PNG data URIs)."""
+"""One self-contained HTML page per run, drawn from a Trace alone (images embedded as PNG data URIs), and the
+index page of a comparison (`sdviz compare --out`): its grid picture and a table of the runs."""
 
 from __future__ import annotations
 
 import base64
 import html
 import io
+import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +32,21 @@ h1 { font-size: 1.5em; margin-bottom: 0.2em; } h2 { font-size: 1.15em; margin-to
 table.tokens { border-collapse: collapse; font-family: 'DejaVu Sans Mono', monospace; font-size: 0.85em; }
 table.tokens td, table.tokens th { border: 1px solid #ddd; padding: 2px 6px; text-align: left; }
 table.tokens tr.cut td { background: #fde2e2; color: #900; }
+table.runs { border-collapse: collapse; font-size: 0.9em; }
+table.runs td, table.runs th { border: 1px solid #ddd; padding: 3px 8px; text-align: left; }
+table.runs img { width: 64px; height: 64px; image-rendering: pixelated; }
 figure { margin: 0.5em 0; } figure img { max-width: 100%; } figcaption { color: #666; font-size: 0.85em; }
 .warn { color: #900; }
 """
+
+
+def _page(title: str, body: str, footer: str) -> str:
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{html.escape(title)}</title>"
+        f"<style>{_CSS}</style></head>\n<body>\n{body}\n"
+        f"<footer><p><small>{html.escape(footer)}</small></p></footer>\n</body></html>\n"
+    )
 
 
 def _png(fig: Figure) -> str:
@@ -191,14 +206,7 @@ def render_report(trace: Trace, *, preview: LatentRGB | None = None, strip_steps
         parts += ["<h2>Cross-attention</h2>",
                   _figure(_png(fig), "where each word of the prompt attends, averaged over steps and layers", "attention")]
 
-    body = "\n".join(parts)
-    title = html.escape(f"sdviz: {trace.prompt}")
-    return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{title}</title>"
-        f"<style>{_CSS}</style></head>\n<body>\n{body}\n"
-        "<footer><p><small>made by sdviz from one trace</small></p></footer>\n</body></html>\n"
-    )
+    return _page(f"sdviz: {trace.prompt}", "\n".join(parts), "made by sdviz from one trace")
 
 
 def write_report(trace: Trace, path: str | os.PathLike, **kwargs: Any) -> Path:
@@ -215,4 +223,44 @@ def write_report(trace: Trace, path: str | os.PathLike, **kwargs: Any) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_report(trace, **kwargs), encoding="utf-8")
+    return path
+
+
+def write_comparison_page(results: Mapping[tuple[str, int], Trace], index: str | os.PathLike) -> Path:
+    """Write `grid.png` and `index.html` next to a comparison's `index.json` (`sdviz.comparison.write_index`).
+
+    Args:
+        results: `sdviz.compare`'s {(scheduler, steps): Trace}.
+        index: the index.json that `write_index` wrote; its folder receives the two files.
+
+    Returns:
+        The path of index.html; it shows the grid and links every run's image and trace.
+    """
+    index = Path(index)
+    meta = json.loads(index.read_text())
+    names = len({k[0] for k in results})
+    counts = len({k[1] for k in results})
+    fig = Figure(figsize=(1.9 * counts + 0.6, 2.1 * names), layout="constrained")
+    plot.plot_compare_grid(results, fig=fig)
+    fig.savefig(index.parent / "grid.png", dpi=80)
+    rows = ["<tr><th>scheduler</th><th>steps</th><th>image</th><th>UNet evaluations</th><th>wall time</th>"
+            "<th>trace</th></tr>"]  # fmt: skip
+    for r in meta["runs"]:
+        image, trace = html.escape(r["image"]), html.escape(r["trace"])
+        rows.append(
+            f"<tr><td>{html.escape(r['scheduler'])}</td><td>{r['steps']}</td>"
+            f'<td><a href="{image}"><img src="{image}" alt="{html.escape(r["scheduler"])}, {r["steps"]} steps"></a></td>'
+            f"<td>{r['unet_evals']}</td><td>{r['wall_time_s']:.2f} s</td>"
+            f'<td><a href="{trace}">{trace}</a> (<code>sdviz report {trace}</code>)</td></tr>'
+        )
+    settings = [("seed", meta["seed"]), ("guidance scale", meta["guidance_scale"]), ("model", meta["model"])]
+    cells = "".join(f"<dt>{k}</dt><dd>{html.escape(str(v))}</dd>" for k, v in settings)
+    body = "\n".join([
+        f"<h1>{html.escape(meta['prompt'])}</h1>", f'<dl class="meta">{cells}</dl>', "<h2>Grid</h2>",
+        '<figure><img src="grid.png" alt="comparison grid"><figcaption>schedulers down, step counts across; '
+        "the same seed and initial noise in every run</figcaption></figure>",
+        "<h2>Runs</h2>", '<table class="runs">' + "".join(rows) + "</table>",
+    ])  # fmt: skip
+    path = index.parent / "index.html"
+    path.write_text(_page(f"sdviz compare: {meta['prompt']}", body, "made by sdviz compare"), encoding="utf-8")
     return path

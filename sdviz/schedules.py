@@ -123,6 +123,30 @@ class Schedule:
     stochastic: bool
     config: dict[str, Any]
 
+    @property
+    def spacing(self) -> str:
+        """How the run spread its steps: the config's `timestep_spacing` and any sigma spacing it turned on."""
+        if self.name in ("LCMScheduler", "TCDScheduler"):  # they take timestep_spacing but do not use it
+            return f"steps spread over original_inference_steps={self.config.get('original_inference_steps')}"
+        parts = [f"timestep_spacing={self.config['timestep_spacing']!r}"] if "timestep_spacing" in self.config else []
+        parts += [_SIGMA_SPACINGS[k] for k in _SIGMA_SPACINGS if self.config.get(k)]
+        return ", ".join(parts) or "the scheduler's own spacing"
+
+    def __repr__(self) -> str:
+        s = self.sigmas
+        sig = f"sigma {float(s[0]):.4g} -> {float(s[-1]):.4g}, then {self.final_sigma:.3g}" if len(s) else "no sigmas"
+        kind = "stochastic" if self.stochastic else "deterministic"
+        return (f"Schedule({self.name}, {self.steps} steps, {self.spacing}; {sig}; "
+                f"{self.num_unet_evals} UNet evaluations, order {self.order}, {kind})")  # fmt: skip
+
+
+_SIGMA_SPACINGS = {
+    "use_karras_sigmas": "Karras sigmas",
+    "use_exponential_sigmas": "exponential sigmas",
+    "use_beta_sigmas": "beta sigmas",
+    "use_lu_lambdas": "Lu lambdas",
+}
+
 
 @dataclass
 class ForwardProcess:
@@ -141,6 +165,13 @@ class ForwardProcess:
     alphas_cumprod: torch.Tensor
     snr: torch.Tensor
     sigmas: torch.Tensor
+
+    def __repr__(self) -> str:
+        def span(x: torch.Tensor) -> str:
+            return f"{float(x[0]):.4g} -> {float(x[-1]):.4g}"
+
+        return (f"ForwardProcess({self.beta_schedule!r}, T={len(self.betas)}: beta {span(self.betas)}, "
+                f"alpha_bar {span(self.alphas_cumprod)}, SNR {span(self.snr)}, sigma {span(self.sigmas)})")  # fmt: skip
 
 
 def forward_process(

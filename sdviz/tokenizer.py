@@ -14,6 +14,7 @@ from pathlib import Path
 
 from transformers import CLIPTokenizer
 
+from sdviz.quiet import quiet
 from sdviz.tokens import BOS, EOS, TokenInfo
 
 MODEL_MAX_LENGTH = 77
@@ -128,7 +129,8 @@ def token_info(prompt: str, tokenizer: CLIPTokenizer | None = None) -> TokenInfo
     if length is None or length > 10_000:
         raise ValueError("the tokenizer has no model_max_length; build it with model_max_length=77")
     padded = tok(prompt, padding="max_length", max_length=length, truncation=True)
-    full = tok(prompt, truncation=False)["input_ids"]
+    with quiet("transformers"):  # its "longer than 77" warning: the truncated tail below says it exactly
+        full = tok(prompt, truncation=False)["input_ids"]
     body = full[1:-1]
     kept = length - 2
     tail = body[kept:]

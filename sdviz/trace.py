@@ -1,7 +1,7 @@
 """What a captured run holds: `Step`, `Trace` and its typed records; saved as safetensors with JSON metadata.
 
-This module imports nothing of sdviz but the pure-data leaves (`tokens`, `attention_maps`, `latent_rgb`,
-`_version`), so everything that draws can depend on it alone.
+This module imports nothing of sdviz but the pure-data leaves (`step`, `tokens`, `attention_maps`, `latent_rgb`,
+`_version`), so everything that draws can depend on it alone. `Step` lives in `sdviz.step` and is named here too.
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ from safetensors.torch import save as st_save
 from sdviz._version import __version__
 from sdviz.attention_maps import AttentionMaps
 from sdviz.latent_rgb import LatentRGB
+from sdviz.step import STEP_FIELDS, Step
 from sdviz.tokens import TokenInfo
 from sdviz.trace_compat import from_version_1
 
 FORMAT = "sdviz-trace"
 FORMAT_VERSION = 2  # 2: typed records instead of the `info` dict of version 1 (still read)
-STEP_FIELDS = ("latents", "x0", "noise_pred", "noise_pred_text", "noise_pred_uncond")
 
 
 @dataclass
@@ -54,39 +54,6 @@ class Img2Img:
 
     strength: float
     denoising_start: float | None = None
-
-
-@dataclass
-class Step:
-    """One call of `scheduler.step` (one UNet evaluation) of a run.
-
-    Attributes:
-        index: position in the run's loop, from 0.
-        timestep: the timestep the UNet saw.
-        sigma: the noise level of that timestep, sqrt((1 - alpha_bar) / alpha_bar).
-        latents: x_t after the step, (B, C, h, w).
-        x0: the predicted clean latents, (B, C, h, w).
-        noise_pred: the guided noise prediction the scheduler received.
-        noise_pred_text: the prompt-conditioned half under classifier-free guidance.
-        noise_pred_uncond: the unconditional half under classifier-free guidance.
-        order_stage: 0 for a step's first UNet evaluation, 1 for the second of a 2nd-order solver.
-        completes_step: whether this evaluation finished a solver step (False for a Heun predictor).
-    """
-
-    index: int
-    timestep: float
-    sigma: float
-    latents: torch.Tensor | None = None
-    x0: torch.Tensor | None = None
-    noise_pred: torch.Tensor | None = None
-    noise_pred_text: torch.Tensor | None = None
-    noise_pred_uncond: torch.Tensor | None = None
-    order_stage: int = 0
-    completes_step: bool = True
-
-    def tensors(self) -> dict[str, torch.Tensor]:
-        """Return the tensors this step kept, by field name."""
-        return {k: getattr(self, k) for k in STEP_FIELDS if getattr(self, k) is not None}
 
 
 @dataclass(eq=False)

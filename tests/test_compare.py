@@ -1,11 +1,13 @@
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import sdviz
 from sdviz.cli import main
@@ -45,7 +47,15 @@ def test_cli_writes_images_traces_index(tmp_path, capsys):
     for r in index["runs"]:
         assert (tmp_path / r["image"]).is_file()
         assert len(Trace.load(tmp_path / r["trace"]).timesteps) == r["unet_evals"]
-    assert "index:" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"grid: {tmp_path / 'grid.png'}" in out and f"index: {tmp_path / 'index.html'}" in out
+    grid = np.asarray(Image.open(tmp_path / "grid.png").convert("L"), dtype=float)
+    assert grid.shape[0] > grid.shape[1] * 0.8 and grid.std() > 20  # two rows by two columns, drawn
+    page = (tmp_path / "index.html").read_text()
+    links = re.findall(r'(?:href|src)="([^"]+)"', page)
+    assert "grid.png" in links and all((tmp_path / link).is_file() for link in links)
+    assert {r["image"] for r in index["runs"]} | {r["trace"] for r in index["runs"]} <= set(links)
+    assert PROMPT in page and "sdviz report euler-002.sdviz" in page
 
 
 @pytest.mark.slow

@@ -208,3 +208,19 @@ def test_quality_by_guidance_splits_other_settings():
         plot.plot_quality(results, metric="accuracy")
     with pytest.raises(ValueError, match="x must be one of"):
         plot.plot_quality(results, x="seed")
+
+
+def test_quality_reads_the_shipped_json():
+    import importlib.resources
+    import json
+
+    quality = json.loads(importlib.resources.files("sdviz").joinpath("data/quality.json").read_text())
+    lines = plot.plot_quality(quality, ax=_ax())
+    names = {r["scheduler"] for r in quality["schedulers"]}
+    assert len(lines) == len(names) and {ln.get_label() for ln in lines} == {n.removesuffix("Scheduler") for n in names}
+    (euler,) = plot.plot_quality(quality, ax=_ax(), x="guidance_scale", metric="char_accuracy")
+    assert list(euler.get_xdata()) == sorted(r["guidance_scale"] for r in quality["guidance"])
+    alias = {**quality, "schedulers": [{**quality["schedulers"][0], "scheduler": "dpm++2m_karras"}]}
+    assert [ln.get_label() for ln in plot.plot_quality(alias, ax=_ax())] == ["dpm++2m_karras"]
+    with pytest.raises(ValueError, match="no table 'attention'"):
+        plot.plot_quality(quality, table="attention")

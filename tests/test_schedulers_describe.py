@@ -63,3 +63,26 @@ def test_curated_allowed_values_match_the_installed_source():
     for name, key, value in [("DDPMScheduler", "beta_schedule", "laplace"), ("HeunDiscreteScheduler", "beta_schedule", "exp"),
                              ("EulerDiscreteScheduler", "interpolation_type", "log_linear")]:
         schedulers.schedule(name, 4, **{key: value})
+
+
+def test_describe_repr_shows_every_parameter():
+    info = schedulers.describe("dpm++2m_karras")
+    text = repr(info)
+    lines = text.splitlines()
+    assert lines[0] == "DPMSolverMultistepScheduler with algorithm_type='dpmsolver++', solver_order=2, use_karras_sigmas=True"
+    assert len(lines) == 4 + len(info.params)  # a header, then one line a parameter
+    for p in info.params:
+        assert any(ln.strip().startswith(f"{p.name}: ") and f"= {p.default!r}" in ln for ln in lines), p.name
+    assert "use_karras_sigmas: bool = False (here True): space the sigmas as in Karras" in text
+    assert "timestep_spacing: one of ['linspace', 'leading', 'trailing'] = 'linspace'" in text
+    assert repr(info.param("solver_order")).startswith("Param(solver_order: int = 2: ")
+
+
+def test_short_reprs_of_the_noise_schedules():
+    fp = schedulers.forward_process("scaled_linear")
+    assert repr(fp) == ("ForwardProcess('scaled_linear', T=1000: beta 0.00085 -> 0.012, alpha_bar 0.9991 -> 0.00466, "
+                        "SNR 1175 -> 0.004682, sigma 0.02917 -> 14.61)")  # fmt: skip
+    s = schedulers.schedule("euler", 50)
+    assert repr(s) == ("Schedule(EulerDiscreteScheduler, 50 steps, timestep_spacing='linspace'; sigma 14.61 -> 0.02917, "
+                       "then 0; 50 UNet evaluations, order 1, deterministic)")  # fmt: skip
+    assert "original_inference_steps=50" in repr(schedulers.schedule("lcm", 4))

@@ -107,3 +107,17 @@ def test_stochastic_flag_matches_behaviour(name):
         runs.append(oracle_run(sched, x0, eps0, torch.Generator().manual_seed(seed))[1][-1])
     differs = not torch.equal(runs[0], runs[1])
     assert differs == schedulers.describe(name).stochastic
+
+
+def test_without_torchsde_the_sde_scheduler_is_off_and_says_how_to_install(monkeypatch):
+    class Placeholder:  # what diffusers exports in place of a class whose backend is missing
+        pass
+
+    monkeypatch.setattr(diffusers, "DPMSolverSDEScheduler", Placeholder)
+    assert "DPMSolverSDEScheduler" not in schedulers.names() and "EulerDiscreteScheduler" in schedulers.names()
+    for name in ("DPMSolverSDEScheduler", "dpm++sde"):
+        with pytest.raises(ValueError, match=r'pip install "sdviz\[sde\]"'):
+            schedulers.make(name)
+    monkeypatch.setattr(diffusers, "LMSDiscreteScheduler", Placeholder)  # diffusers offers LMS only with scipy
+    with pytest.raises(ValueError, match="LMSDiscreteScheduler needs the scipy package"):
+        schedulers.make("lms")

@@ -83,3 +83,9 @@ def test_words_join_bpe_pieces(tok):
 def test_token_info_rejects_non_string(tok):
     with pytest.raises(TypeError, match="prompt must be a str"):
         token_info(["a", "b"], tok)
+
+
+def test_long_prompt_warns_nothing(capfd):
+    info = token_info(" ".join(["a very detailed painting of a cat"] * 12), load_tokenizer())  # a fresh tokenizer
+    assert len(info.truncated) == 9
+    assert "longer than the specified maximum" not in capfd.readouterr().err  # the truncated tail says it

@@ -128,3 +128,6 @@ def test_atomic_save_leaves_no_half_file(trace, tmp_path, monkeypatch):
 def test_repr_is_short(trace):
     assert len(repr(trace)) < 200 and "4 steps" in repr(trace)
     assert "<|endoftext|>" in repr(trace.tokens) and len(repr(trace.tokens)) < 300
+    step = repr(trace.steps[1])
+    assert step.startswith(f"Step(1, t={trace.steps[1].timestep:g}, sigma=") and "latents (1, 4, 8, 8)" in step
+    assert len(step) < 200  # shapes, not the numbers

@@ -17,6 +17,7 @@ from sdviz.capturing.scheduler_step import (
     evals_left,
     in_first_stage,
     noise_level,
+    record_latent_scales,
     unpack_step_output,
 )
 from sdviz.images import tensor_to_pil
@@ -127,6 +128,7 @@ class capture:  # noqa: N801 - used as a function-like context manager, as `open
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
+        scheduler = self._wrapper.scheduler if self._wrapper is not None else self.pipe.scheduler  # the one that ran
         self._restore()
         trace = self.trace
         trace.wall_time = time.perf_counter() - self._t0
@@ -134,6 +136,7 @@ class capture:  # noqa: N801 - used as a function-like context manager, as `open
         trace.sigmas = torch.tensor([s.sigma for s in trace.steps], dtype=torch.float32)
         if trace.steps:
             trace.steps[-1].completes_step = True
+        record_latent_scales(trace.steps, scheduler)
         if exc_type is not None:
             trace.complete = False
             trace.error = f"{exc_type.__name__}: {exc}"

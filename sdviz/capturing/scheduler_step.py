@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from sdviz.schedulers.simulate import final_sigma
 from sdviz.schedules import sigma_at
+from sdviz.trace import Step
 
 
 class StepWrapper:
@@ -77,3 +80,21 @@ def evals_left(scheduler: Any, first_timestep: Any) -> int:
     ts = scheduler.timesteps
     hits = (ts == torch.as_tensor(first_timestep, dtype=ts.dtype, device=ts.device)).nonzero()
     return len(ts) - (int(hits[0]) if len(hits) else 0)
+
+
+def record_latent_scales(steps: list[Step], scheduler: Any) -> None:
+    """Set each step's `latent_sigma` and `latent_scale`: the level the next evaluation saw, the end for the last."""
+    if not steps:
+        return
+    vp = float(getattr(scheduler, "init_noise_sigma", 1.0)) <= 1.0 + 1e-6  # the Euler family starts at sigma_max
+    sigmas, i = getattr(scheduler, "sigmas", None), getattr(scheduler, "step_index", None)
+    if sigmas is not None and i is not None and i < len(sigmas):
+        end = float(sigmas[i])
+    else:
+        try:
+            end = final_sigma(scheduler)
+        except AttributeError:  # not a diffusers scheduler (sdviz's own samplers): take the run to end clean
+            end = 0.0
+    for step, level in zip(steps, [s.sigma for s in steps[1:]] + [end], strict=True):
+        step.latent_sigma = level
+        step.latent_scale = 1.0 / math.sqrt(1.0 + level**2) if vp else 1.0

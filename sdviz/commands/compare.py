@@ -1,4 +1,4 @@
-"""`sdviz compare`: one prompt over schedulers x step counts; images, traces and an index."""
+"""`sdviz compare`: one prompt over schedulers x step counts; images, traces, the grid and an index."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "compare",
         help="run one prompt over several schedulers and step counts",
         description=(
-            "Run one prompt with the same seed over schedulers x step counts; write each image and trace and "
-            "index.json into --out. Under `accelerate launch -m sdviz compare ...` the grid is split across "
+            "Run one prompt with the same seed over schedulers x step counts; write each image and trace, "
+            "grid.png, index.json and index.html into --out. Under `accelerate launch -m sdviz compare ...` the grid is split across "
             "processes."
         ),
     )
@@ -29,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _cmd_compare(args: argparse.Namespace) -> int:
     from sdviz.comparison import compare, write_index
     from sdviz.pipeline import load_pipeline
+    from sdviz.report import write_comparison_page
 
     try:
         steps = [int(s) for s in args.steps.split(",") if s.strip()]
@@ -41,7 +42,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                       guidance_scale=args.guidance_scale)
     if results:  # empty on the non-main processes of a distributed run
         index = write_index(results, args.out)
+        page = write_comparison_page(results, index)
         for (name, n), trace in results.items():
             print(f"{name:>32} {n:>4} steps  {trace.unet_evals:>4} UNet evals  {trace.wall_time:.2f} s")
-        print(f"index: {index}")
+        print(f"grid: {page.parent / 'grid.png'}\nindex: {page}")
     return 0

@@ -1,4 +1,5 @@
-"""The scheduler comparison grid: one prompt and seed, schedulers down, step counts across."""
+"""Comparing runs: the grid of final images (schedulers down, step counts across) and the size of x_t along
+each run, on one latent scale whichever scheduler ran."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ from typing import Any
 
 import numpy as np
 from matplotlib.image import AxesImage
+from matplotlib.lines import Line2D
 
-from sdviz.plot.common import bare, get_axes
+from sdviz.plot.common import bare, get_ax, get_axes
 from sdviz.trace import Trace
+
+_SCALE_LABELS = {"sigma": "x0 + sigma eps", "vp": "(x0 + sigma eps) / sqrt(1 + sigma^2)"}
 
 
 def cell_title(trace: Trace, steps: int) -> str:
@@ -70,3 +74,56 @@ def plot_compare_grid(
             ax.set_title(cell_title(trace, steps), fontsize="small")
         grid[r, 0].set_ylabel(short_name(name))
     return out
+
+
+def plot_latent_norms(
+    runs: Mapping[Any, Trace] | list[Trace],
+    *,
+    ax: Any = None,
+    scale: str = "sigma",
+    x: str = "fraction",
+    index: int = 0,
+    **kwargs: Any,
+) -> list[Line2D]:
+    """Draw the RMS of x_t after each step of several runs, all on one latent scale.
+
+    DPM-Solver, DDIM, PNDM and UniPC keep their latents variance preserving, the Euler family on the sigma
+    scale: raw `step.latents` of two such runs differ by sqrt(1 + sigma^2). This plot puts every run on
+    `scale` first (`Step.latents_on`), so the lines compare.
+
+    Args:
+        runs: `sdviz.compare`'s {(scheduler, steps): Trace}, {label: Trace}, or a list of traces.
+        ax: the axes to draw into; a new figure when None.
+        scale: "sigma" (x0 + sigma * eps) or "vp" (unit variance, as the UNet is handed x_t).
+        x: "fraction" of the run, "step" index, or "sigma", the noise level of x_t (log axis).
+        index: the image of a batch.
+        **kwargs: passed to every `ax.plot`.
+
+    Returns:
+        One `Line2D` per run, labelled by its key (or scheduler).
+    """
+    if x not in ("fraction", "step", "sigma"):
+        raise ValueError(f"x must be 'fraction', 'step' or 'sigma', got {x!r}")
+    items = list(runs.items()) if isinstance(runs, Mapping) else [(t.compare_key or t.scheduler, t) for t in runs]
+    if not items:
+        raise ValueError("no runs to plot")
+    ax = get_ax(ax)
+    lines = []
+    for key, trace in items:
+        steps = [s for s in trace.steps if s.latents is not None]
+        if not steps:
+            raise ValueError(f"the run {key!r} kept no latents: capture with keep including 'latents'")
+        rms = [float(s.latents_on(scale)[index].double().pow(2).mean().sqrt()) for s in steps]
+        n = max(1, len(trace.steps) - 1)
+        xs = {"fraction": [s.index / n for s in steps], "step": [s.index for s in steps],
+              "sigma": [s.latent_sigma for s in steps]}[x]  # fmt: skip
+        label = f"{short_name(key[0])}, {key[1]} steps" if isinstance(key, tuple) else short_name(str(key))
+        lines += ax.plot(xs, rms, **{"marker": ".", "label": label, **kwargs})
+    if x == "sigma":
+        ax.set_xscale("symlog", linthresh=0.01)
+        ax.invert_xaxis()
+    ax.set_xlabel({"fraction": "fraction of the run", "step": "UNet evaluation", "sigma": "noise level of x_t"}[x])
+    ax.set_ylabel(f"RMS of x_t on the {scale} scale")
+    ax.set_title(f"x_t = {_SCALE_LABELS[scale]}", fontsize="small")
+    ax.legend(fontsize="x-small")
+    return lines

@@ -34,6 +34,15 @@ def step_tensor(trace: Trace, step: int, field: str = "latents", index: int = 0)
     return t[index]
 
 
+def xt_tensor(trace: Trace, step: int, index: int = 0, scale: str | None = "vp") -> torch.Tensor:
+    """Return one image's x_t after `step` on `scale` ("vp", "sigma"; None or an unrecorded scale: as kept)."""
+    z = step_tensor(trace, step, "latents", index)
+    st = trace.steps[step]
+    if scale is None or st.latent_scale is None:
+        return z
+    return st.latents_on(scale)[index]
+
+
 def kept_steps(trace: Trace, field: str = "latents") -> list[int]:
     """Return the indices of the steps that kept `field`."""
     return [i for i, s in enumerate(trace.steps) if getattr(s, field) is not None]
@@ -107,6 +116,7 @@ def plot_step_strip(
     preview: LatentRGB | None = None,
     decoded: list[Image.Image] | None = None,
     index: int = 0,
+    scale: str | None = "vp",
     axes: Any = None,
     fig: Any = None,
     **kwargs: Any,
@@ -114,7 +124,8 @@ def plot_step_strip(
     """Draw x_t and the predicted x0 (and decoded images when given) at chosen steps, one column a step.
 
     Latents are shown through a fitted `LatentRGB` map when given (see `preview.fit_latent_rgb`), else as
-    their first three channels in false colour.
+    their first three channels in false colour. x_t is put on one scale first, so that strips of an Euler
+    and a DPM-Solver run look alike where their latents agree (see `Step.latents_on`).
 
     Args:
         trace: the run.
@@ -122,6 +133,7 @@ def plot_step_strip(
         preview: a fitted latent -> RGB map of the run's model.
         decoded: one image per entry of `steps` (e.g. `preview.decode(vae, x0)`), drawn as a third row.
         index: the image of a batch.
+        scale: x_t's scale: "vp" (unit variance, as the UNet sees it), "sigma", or None for as kept.
         axes: (rows, len(steps)) axes to draw into; else new subplots of `fig` (a new figure when None).
         **kwargs: passed to every `imshow`.
 
@@ -144,7 +156,8 @@ def plot_step_strip(
             if row == "decoded":
                 img = np.asarray(decoded[c].convert("RGB"))
             else:
-                img = latent_image(step_tensor(trace, s, row, index), preview)
+                z = xt_tensor(trace, s, index, scale) if row == "latents" else step_tensor(trace, s, row, index)
+                img = latent_image(z, preview)
             out[r, c] = ax.imshow(img, **kwargs)
             bare(ax)
             if c == 0:

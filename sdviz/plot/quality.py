@@ -28,30 +28,39 @@ def _as_dict(r: Any) -> Mapping[str, Any]:
 
 
 def plot_quality(
-    results: Sequence[Any],
+    results: Sequence[Any] | Mapping[str, Any],
     *,
     ax: Any = None,
     x: Literal["steps", "guidance_scale"] = "steps",
     metric: str = "all_accuracy",
+    table: str | None = None,
     **kwargs: Any,
 ) -> list[Line2D]:
     """Draw an accuracy of `sdviz evaluate` against steps or guidance, one line per scheduler (and other setting).
 
     Args:
-        results: `Evaluation` objects (`sdviz.train.evaluation.evaluate`) or their `to_dict()`s, e.g. the JSON
-            that `benchmarks/bench_quality.py --json` writes.
+        results: `Evaluation` objects (`sdviz.train.evaluation.evaluate`) or their `to_dict()`s, or the whole
+            JSON that `benchmarks/bench_quality.py` writes (`sdviz/data/quality.json`: {"n_prompts",
+            "guidance": [...], "schedulers": [...], "attention": {...}}).
         ax: the axes to draw into; a new figure when None.
         x: the setting on the x axis; results that differ in the other one get their own lines.
         metric: one of `METRICS`.
+        table: which table of the whole JSON; "schedulers" for x="steps", "guidance" for x="guidance_scale".
         **kwargs: passed to every `ax.plot`.
 
     Returns:
-        One `Line2D` per line, labelled by scheduler.
+        One `Line2D` per line, labelled by scheduler (a class name without "Scheduler", or an alias).
     """
     if x not in _X_LABELS:
         raise ValueError(f"x must be one of {tuple(_X_LABELS)}, got {x!r}")
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    if isinstance(results, Mapping):
+        table = table or ("schedulers" if x == "steps" else "guidance")
+        tables = [k for k, v in results.items() if isinstance(v, list)]
+        if table not in tables:
+            raise ValueError(f"the results have no table {table!r}; their tables are {tables}")
+        results = results[table]
     rows = [_as_dict(r) for r in results]
     if not rows:
         raise ValueError("no results to plot")
@@ -70,6 +79,7 @@ def plot_quality(
         ax.set_xscale("log")
         ticks = sorted({r["steps"] for r in rows})
         ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.set_xticks([], minor=True)  # the log axis's own minor labels (6 x 10^0 ...) would crowd these
     ax.set_xlabel(_X_LABELS[x])
     ax.set_ylabel(_METRIC_LABELS[metric])
     ax.set_ylim(-0.02, 1.02)

@@ -115,6 +115,14 @@ class Param:
     meaning: str
     annotation: Any = field(default=None, repr=False, compare=False)
 
+    def line(self) -> str:
+        """Return "name: type (or the allowed values) = default: meaning" on one line."""
+        kind = f"one of {list(self.allowed)}" if self.allowed and "bool" not in self.type else self.type
+        return f"{self.name}: {kind} = {self.default!r}" + (f": {self.meaning}" if self.meaning else "")
+
+    def __repr__(self) -> str:
+        return f"Param({self.line()})"
+
 
 def params_of(cls: type) -> list[Param]:
     """Return every constructor parameter of a scheduler class, in signature order."""

@@ -22,7 +22,8 @@ Left out, and why:
   `UnCLIP`, `Helios*`, `SCM`, `DDPMWuerstchen`, `CogVideoXDPM`, ...) do not build from SD's config or do not
   speak the protocol.
 
-`DPMSolverSDEScheduler` needs the `torchsde` package; without it `names()` leaves it out.
+`DPMSolverSDEScheduler` needs the `torchsde` package (`pip install "sdviz[sde]"`); without it `names()` leaves it
+out and asking for it says how to install it.
 """
 
 from __future__ import annotations
@@ -114,6 +115,13 @@ _LEFT_OUT: dict[str, tuple[str, str | None]] = {
     "DPMSolverMultistepInverseScheduler": ("it runs from data to noise (inversion), not a sampler", "dpm++2m"),
 }
 
+# Schedulers diffusers offers only with another package installed: that package, and how to install it.
+_BACKENDS: dict[str, tuple[str, str]] = {
+    "DPMSolverSDEScheduler": ("torchsde", 'pip install "sdviz[sde]"'),
+    "LMSDiscreteScheduler": ("scipy", "pip install scipy"),  # a dependency of sdviz: missing only if removed
+}
+
+
 @dataclass(frozen=True)
 class SchedulerInfo:
     """What a scheduler is and what it takes.
@@ -138,6 +146,23 @@ class SchedulerInfo:
     summary: str
     params: list[Param] = field(repr=False)
 
+    def __repr__(self) -> str:
+        alias = ", ".join(f"{k}={v!r}" for k, v in self.settings.items())
+        evals = "1 UNet evaluation" if self.evals_per_step == 1 else f"{self.evals_per_step} UNet evaluations"
+        lines = [
+            f"{self.name}" + (f" with {alias}" if alias else ""),
+            f"  {self.summary}",
+            f"  order {self.order}, {evals} a step, {'stochastic' if self.stochastic else 'deterministic'}; "
+            f"aliases: {', '.join(self.aliases) or '(none)'}",
+            f"  {len(self.params)} parameters (name: type or allowed values = default: meaning):",
+        ]
+        for p in self.params:
+            line = f"    {p.line()}"
+            if p.name in self.settings and self.settings[p.name] != p.default:
+                line = line.replace(f" = {p.default!r}", f" = {p.default!r} (here {self.settings[p.name]!r})", 1)
+            lines.append(line)
+        return "\n".join(lines)
+
     def param(self, name: str) -> Param:
         """Return the parameter `name`."""
         for p in self.params:
@@ -152,7 +177,7 @@ def names() -> list[str]:
 
 
 def _installed(cls_name: str) -> bool:
-    """Return whether diffusers has the class itself, not its placeholder for a missing backend (torchsde)."""
+    """Return whether diffusers has the class itself, not its placeholder for a missing backend (torchsde, scipy)."""
     cls = getattr(diffusers, cls_name)
     return isinstance(cls, type) and issubclass(cls, SchedulerMixin)
 
@@ -174,7 +199,8 @@ def lookup(name: str) -> tuple[str, dict[str, Any]]:
     if name in _REGISTRY or name in _ALIASES:
         cls, settings = (name, {}) if name in _REGISTRY else _ALIASES[name]
         if not _installed(cls):
-            raise ValueError(f"{cls} needs the torchsde package: pip install torchsde")
+            package, how = _BACKENDS.get(cls, ("a package diffusers did not find", "see diffusers' install notes"))
+            raise ValueError(f"{cls} needs the {package} package: {how}")
         return cls, dict(settings)
     folded = {k.lower(): k for k in (*_REGISTRY, *_ALIASES)}
     if name.lower() in folded:

@@ -15,16 +15,20 @@ from sdviz.schedulers.registry import is_stochastic, method_order
 from sdviz.schedules import Schedule, sigma_at
 
 
-def schedule(name: str | SchedulerMixin, steps: int, config: dict[str, Any] | None = None, **params: Any) -> Schedule:
+def schedule(name: str | SchedulerMixin, steps: int, config: Any = None, **params: Any) -> Schedule:
     """Compute the timesteps and sigmas a scheduler uses in an SD pipeline run, without a UNet.
 
     The scheduler is stepped as `StableDiffusionPipeline` steps it (`set_timesteps`, then per evaluation
     `scale_model_input` and `step` with eta = 0), on a one-element sample with a zero model output.
+    The result's repr says which `timestep_spacing` the run used: it comes from the base config, so
+    `schedule("euler", 50, pipe)` follows the pipeline ("leading" on the embedded model) where
+    `schedule("euler", 50)` follows SD 1.5's config ("linspace", Euler's default).
 
     Args:
         name: a class name or an alias, or a scheduler whose class and config are used.
         steps: the number of inference steps.
-        config: the base config (see `make`); SD 1.5's when None.
+        config: the base config (see `make`): a pipeline (its scheduler's config is used), a scheduler, or a
+            config dict; SD 1.5's when None.
         **params: constructor parameters, as for `make`.
 
     Returns:
@@ -35,6 +39,7 @@ def schedule(name: str | SchedulerMixin, steps: int, config: dict[str, Any] | No
     """
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive int, got {steps!r}")
+    config = config_of(config)
     with quiet("diffusers", warnings=True):  # torchsde warns on every Brownian-tree query
         if isinstance(name, SchedulerMixin):
             sched = make(type(name).__name__, {**name.config, **(config or {})}, **params)
@@ -82,7 +87,7 @@ def simulate(sched: SchedulerMixin, steps: int, *, order: int, stochastic: bool)
         steps=steps,
         timesteps=timesteps,
         sigmas=torch.tensor(sigmas, dtype=torch.float64),
-        final_sigma=_final_sigma(sched, alphas_cumprod),
+        final_sigma=final_sigma(sched),
         order=order,
         num_unet_evals=len(timesteps),
         stochastic=stochastic,
@@ -101,9 +106,22 @@ def _step_kwargs(sched: SchedulerMixin) -> dict[str, Any]:
     return kw
 
 
-def _final_sigma(sched: SchedulerMixin, alphas_cumprod: torch.Tensor) -> float:
-    """Return the noise level left after the last step."""
+def config_of(source: Any) -> dict[str, Any] | None:
+    """Return the scheduler config of a pipeline, of a scheduler, or a config itself (None stays None)."""
+    if source is None:
+        return None
+    scheduler = getattr(source, "scheduler", None)
+    if scheduler is not None and hasattr(scheduler, "config"):  # a pipeline
+        return dict(scheduler.config)
+    if isinstance(source, SchedulerMixin):
+        return dict(source.config)
+    return source
+
+
+def final_sigma(sched: SchedulerMixin) -> float:
+    """Return the noise level left after the last step of a run with `sched` (set up by `set_timesteps`)."""
     name = type(sched).__name__
+    alphas_cumprod = sched.alphas_cumprod.to(torch.float64)
     if getattr(sched, "sigmas", None) is not None:
         return float(sched.sigmas[-1])
     if name in ("DDPMScheduler", "DDPMParallelScheduler", "LCMScheduler"):
