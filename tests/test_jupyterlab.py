@@ -6,10 +6,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
-pytest.importorskip("playwright", reason="pip install -e '.[dev]' installs playwright")  # a dev extra, not a skip
-from jupyterlab_driver import CHROMIUM, Lab, jupyterlab, tour, tour_scheduler_explorer  # noqa: E402
-from playwright.sync_api import sync_playwright  # noqa: E402
+from jupyterlab_driver import CHROMIUM, Lab, jupyterlab, tour, tour_scheduler_explorer
 
 NOTEBOOKS = Path(__file__).parents[1] / "notebooks"
 pytestmark = pytest.mark.slow
@@ -17,6 +14,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
+    # the dev extra installs playwright; imported here, collecting the fast tests needs none
+    from playwright.sync_api import sync_playwright
+
     assert shutil.which(CHROMIUM), "the README's test command installs chromium"
     root = tmp_path_factory.mktemp("lab")
     with jupyterlab(root) as url, sync_playwright() as p:
