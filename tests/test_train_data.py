@@ -121,3 +121,21 @@ def test_light_is_a_linear_brightness_ramp_and_zero_light_changes_nothing():
     assert np.array_equal(np.asarray(a), np.asarray(b))
     with pytest.raises(ValueError, match="light"):
         GlyphDataset(4, light=0.7)
+
+
+def test_caption_noise_swaps_attributes_at_its_rate_and_keeps_the_grammar():
+    from sdviz.train.diffusion import attribute_table, noisy_captions, prompt_table
+
+    attrs, _ = attribute_table()
+    table = prompt_table()
+    prompt = torch.arange(len(table)).repeat(20)  # every caption, the empty one included, 20 times
+    same = noisy_captions(prompt, 0.0, torch.Generator().manual_seed(0))
+    assert torch.equal(same, prompt)
+    noisy = noisy_captions(prompt, 0.3, torch.Generator().manual_seed(0))
+    assert torch.all(noisy[prompt == 0] == 0)  # the empty prompt stays empty
+    assert torch.all(noisy[prompt > 0] > 0)  # a caption stays a caption of the grammar (fg != bg)
+    swapped = (attrs[noisy] != attrs[prompt])[prompt > 0].float().mean(0)  # per attribute: char, fg, bg
+    # each attribute is swapped with p = 0.3, less the few swaps undone because both colours got one name
+    assert torch.all((swapped > 0.25) & (swapped < 0.31)), swapped
+    words = [table[i].split() for i in noisy[:50].tolist() if i]
+    assert all(w[-1] == "background" and w[2] in ("letter", "digit") for w in words)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from transformers import CLIPTextModel
 from sdviz.schedulers import use_scheduler
 from sdviz.tokenizer import load_tokenizer
 from sdviz.train.architecture import SCHEDULER_CONFIG, make_pipeline
-from sdviz.train.data import GlyphDataset, all_prompts, caption
+from sdviz.train.data import CHARS, COLORS, GlyphDataset, all_prompts, caption
 from sdviz.train.loop import RunConfig, run_loop
 from sdviz.train.runlog import save_grid
 
@@ -35,12 +36,41 @@ class DiffusionConfig(RunConfig):
     shade: float = 0.0  # colour shades around each palette colour (see `data.shade_of`)
     light: float = 0.0  # brightness gradients across the image (see `data.lit`)
     uncond_prob: float = 0.1  # captions dropped to "" so that classifier-free guidance works
+    caption_noise: float = 0.0  # chance that each attribute of a caption is swapped (`noisy_captions`)
     snr_gamma: float | None = 5.0  # min-SNR loss weighting (Hang et al. 2023); None: plain epsilon MSE
     ema_decay: float = 0.999
     sample_every: int = 500
     sample_steps: int = 25
     checkpoint_every: int = 100
     log_every: int = 20
+
+
+@functools.cache
+def attribute_table() -> tuple[torch.Tensor, torch.Tensor]:
+    """Return each `prompt_table` entry's (char, fg, bg) indices (N + 1, 3) and the inverse map (chars, colours, colours).
+
+    The empty prompt has attributes (0, 0, 0); colour pairs the grammar forbids (fg == bg) map to index 0.
+    """
+    attrs = [(0, 0, 0)] + [(CHARS.index(c), COLORS.index(f), COLORS.index(b)) for c, f, b in all_prompts()]
+    attrs = torch.tensor(attrs)
+    lookup = torch.zeros(len(CHARS), len(COLORS), len(COLORS), dtype=torch.long)
+    lookup[attrs[1:, 0], attrs[1:, 1], attrs[1:, 2]] = torch.arange(1, len(attrs))
+    return attrs, lookup
+
+
+def noisy_captions(prompt: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
+    """Swap each attribute of each caption (`prompt_table` indices) for another value with probability `p`.
+
+    The empty prompt stays empty, and a swap that would give both colours the same name is undone.
+    """
+    attrs, lookup = attribute_table()
+    a = attrs[prompt].clone()  # (B, 3)
+    for j, size in enumerate((len(CHARS), len(COLORS), len(COLORS))):
+        swap = torch.rand(len(prompt), generator=gen) < p
+        other = (a[:, j] + torch.randint(1, size, (len(prompt),), generator=gen)) % size  # never the same value
+        a[:, j] = torch.where(swap, other, a[:, j])
+    ok = (prompt > 0) & (a[:, 1] != a[:, 2])
+    return torch.where(ok, lookup[a[:, 0], a[:, 1], a[:, 2]], prompt)
 
 
 def prompt_table() -> list[str]:
@@ -159,6 +189,8 @@ def train_diffusion(
         eps0 = torch.randn(cache["mean"][idx].shape, generator=gen)
         z = (cache["mean"][idx] + cache["std"][idx] * eps0) * scale
         prompt = torch.where(torch.rand(cfg.batch_size, generator=gen) < cfg.uncond_prob, 0, cache["prompt"][idx])
+        if cfg.caption_noise:
+            prompt = noisy_captions(prompt, cfg.caption_noise, gen)
         if frozen is not None:
             cond = frozen[prompt]
         else:
