@@ -132,7 +132,9 @@ def _checksum(header: dict[str, Any], data: bytes) -> str:
     """Return the sha256 of the tensor entries, the sdviz metadata and the tensor data."""
     entries = {k: v for k, v in header.items() if k != "__metadata__"}
     h = hashlib.sha256(json.dumps(entries, sort_keys=True).encode())
-    h.update(b"\0" + str((header.get("__metadata__") or {}).get("sdviz", "")).encode("utf-8", "surrogatepass"))
+    h.update(
+        b"\0" + str((header.get("__metadata__") or {}).get("sdviz", "")).encode("utf-8", "surrogatepass")
+    )
     h.update(b"\0" + data)
     return h.hexdigest()
 
@@ -172,17 +174,23 @@ def check(meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
     need |= {f"added_cond.{k}" for k in meta.get("added_cond") or []}
     missing = sorted(need - have)
     if missing:
-        raise ValueError(f"the tensor(s) {missing[:3]} it names are missing (num_images {meta['num_images']})")
+        raise ValueError(
+            f"the tensor(s) {missing[:3]} it names are missing (num_images {meta['num_images']})"
+        )
     for i in range(meta["num_images"]):
         img = tensors[f"images.{i}"]
         if img.dtype != torch.uint8 or img.ndim != 3 or img.shape[-1] != 3:
-            raise ValueError(f"images.{i} must be a uint8 (H, W, 3) tensor, got {img.dtype} {tuple(img.shape)}")
+            raise ValueError(
+                f"images.{i} must be a uint8 (H, W, 3) tensor, got {img.dtype} {tuple(img.shape)}"
+            )
     ck = meta["compare_key"]
     if ck is not None and len(ck) != 2:
         raise ValueError(f"compare_key must be [scheduler, steps], got {ck!r}")
     for key in ("timesteps", "sigmas"):
         if tensors[key].ndim != 1 or not tensors[key].is_floating_point():
-            raise ValueError(f"{key} must be a 1-d float tensor, got {tensors[key].dtype} {tuple(tensors[key].shape)}")
+            raise ValueError(
+                f"{key} must be a 1-d float tensor, got {tensors[key].dtype} {tuple(tensors[key].shape)}"
+            )
 
 
 def _check(value: Any, spec: Any, where: str) -> None:
@@ -200,7 +208,9 @@ def _check(value: Any, spec: Any, where: str) -> None:
                 return _check(value, s, where)
             except ValueError as e:
                 errors.append(str(e))
-        raise ValueError(errors[0] if len(errors) == 1 else f"{where or 'the metadata'} has the wrong type: {value!r:.60}")
+        raise ValueError(
+            errors[0] if len(errors) == 1 else f"{where or 'the metadata'} has the wrong type: {value!r:.60}"
+        )
     if isinstance(spec, list):
         if not isinstance(value, list):
             raise ValueError(f"{where} must be a list, got {type(value).__name__}")
