@@ -81,7 +81,7 @@ def decode(data: bytes, path: Path) -> tuple[dict[str, torch.Tensor], dict[str, 
     try:
         meta = json.loads(raw["sdviz"])
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: the trace metadata is corrupted: {e}") from None
+        raise ValueError(f"{path}: the trace metadata is not valid JSON (corrupted?): {e}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
         raise ValueError(f"{path} is not an sdviz trace (format {found!r})")
