@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tempfile
 from collections.abc import Sequence
@@ -116,9 +117,12 @@ def write_index(results: dict[tuple[str, int], Trace], out: str | Path) -> Path:
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, stems = [], set()
     for (name, steps), trace in results.items():
         stem = f"{_safe(name)}-{steps:03d}"
+        if stem in stems:  # two settings that read alike once made file-safe: tell them apart
+            stem += "-" + hashlib.sha256(name.encode()).hexdigest()[:8]
+        stems.add(stem)
         trace.image.save(out / f"{stem}.png")
         trace.save(out / f"{stem}.sdviz")
         rows.append({
