@@ -1,7 +1,7 @@
 """Fuzz `Trace.load` with damaged copies of a real trace file and count what each kind of damage led to.
 
 The file comes from a 2-step run of the embedded model (tokens, attention maps, a negative prompt). Kinds:
-byte flips, truncations, and edits of the JSON metadata or tensor entries with the checksum recomputed or
+byte flips anywhere or in the tensor data, truncations, and edits of the JSON metadata or tensor entries with the checksum recomputed or
 dropped (see tests/trace_mutations.py). Every outcome should be a ValueError or a load; a load of a flipped
 or cut file should be equal to the original. Each example has a 5 s deadline.
 Usage: python benchmarks/bench_trace_fuzz.py [--examples 1000] [--seed 0]
@@ -52,7 +52,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         path = trace.save(Path(d) / "run.sdviz")
         data, original = path.read_bytes(), Trace.load(path)
-        print(f"trace file: {len(data):,} bytes; {args.examples} examples per kind, seed {args.seed}\n")
+        header = int.from_bytes(data[:8], "little")
+        print(f"trace file: {len(data):,} bytes, {header:,} of them the JSON header; {args.examples} examples per "
+              f"kind, seed {args.seed}\n")  # fmt: skip
         print("| damage | outcome | examples |\n|---|---|---|")
         total, bad = Counter(), 0
         for kind in KINDS:

@@ -12,7 +12,7 @@ from trace_mutations import KINDS, outcome
 import sdviz
 from sdviz.trace import Trace
 
-FUZZ = settings(max_examples=60, deadline=None, database=None, derandomize=True,
+FUZZ = settings(max_examples=50, deadline=None, database=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])  # fmt: skip
 
 

@@ -1,7 +1,7 @@
 """Damaged copies of a trace file, as hypothesis strategies, and what `Trace.load` made of one.
 
 Shared by tests/test_trace_fuzz.py and benchmarks/bench_trace_fuzz.py. Three kinds of damage: byte flips
-anywhere, truncations, and edits of the JSON metadata or of the tensor entries with the checksum made to
+anywhere, byte flips in the tensor data, truncations, and edits of the JSON metadata or of the tensor entries with the checksum made to
 match (or dropped, as in files saved before sdviz wrote one), so that the structural check is what is tested.
 """
 
@@ -16,7 +16,11 @@ from pathlib import Path
 from hypothesis import strategies as st
 
 from sdviz.trace import Trace
-from sdviz.trace_file import CHECKSUM_KEY, _checksum, _join, _split
+
+try:
+    from sdviz.trace_file import CHECKSUM_KEY, _checksum
+except ImportError:  # an sdviz from before the checksum, fuzzed for comparison
+    CHECKSUM_KEY, _checksum = "sdviz_sha256", None
 
 DTYPES = ["F64", "F32", "F16", "BF16", "I64", "I32", "I16", "I8", "U8", "BOOL", "F8_E4M3", "X"]
 
@@ -33,6 +37,15 @@ def flipped(draw, data: bytes) -> bytes:
     out = bytearray(data)
     for _ in range(draw(st.integers(1, 4))):
         out[draw(st.integers(0, len(out) - 1))] ^= draw(st.integers(1, 255))
+    return bytes(out)
+
+
+@st.composite
+def data_flipped(draw, data: bytes) -> bytes:
+    """Flip 1 to 4 bytes of the tensor data (after the header), where the file still parses."""
+    start, out = 8 + int.from_bytes(data[:8], "little"), bytearray(data)
+    for _ in range(draw(st.integers(1, 4))):
+        out[draw(st.integers(start, len(out) - 1))] ^= draw(st.integers(1, 255))
     return bytes(out)
 
 
@@ -88,14 +101,26 @@ def edited(draw, data: bytes) -> bytes:
             entry["dtype"] = draw(st.sampled_from(DTYPES))
         else:
             entry[field] = draw(st.lists(st.integers(-2, 5000), max_size=5))
-    if draw(st.booleans()):
+    if draw(st.booleans()) and _checksum is not None:
         header["__metadata__"][CHECKSUM_KEY] = _checksum(header, body)
     else:
-        header["__metadata__"].pop(CHECKSUM_KEY)
+        header["__metadata__"].pop(CHECKSUM_KEY, None)
     return _join(header, body)
 
 
-KINDS = {"byte flips": flipped, "truncations": truncated, "metadata edits": edited}
+def _split(blob: bytes) -> tuple[dict, bytes]:
+    n = int.from_bytes(blob[:8], "little")
+    return json.loads(blob[8 : 8 + n]), blob[8 + n :]
+
+
+def _join(header: dict, data: bytes) -> bytes:
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    return len(raw).to_bytes(8, "little") + raw + data
+
+
+KINDS = {"byte flips": flipped, "tensor-data flips": data_flipped, "truncations": truncated,
+         "metadata edits": edited}  # fmt: skip
 
 
 class Hang(Exception):
