@@ -109,7 +109,7 @@ def decode(data: bytes, path: Path) -> tuple[dict[str, torch.Tensor], dict[str, 
     return tensors, meta
 
 
-def _split(blob: bytes) -> tuple[dict[str, Any], bytes]:
+def _split(blob: bytes) -> tuple[dict[str, Any], memoryview]:
     """Split safetensors bytes into the parsed header and the tensor data."""
     if len(blob) < 8:
         raise ValueError("file too short")
@@ -119,23 +119,24 @@ def _split(blob: bytes) -> tuple[dict[str, Any], bytes]:
     header = json.loads(blob[8 : 8 + n].decode("utf-8"))
     if not isinstance(header, dict):
         raise ValueError("the header is not a JSON object")
-    return header, blob[8 + n :]
+    return header, memoryview(blob)[8 + n :]  # a view: the data is hashed, not copied
 
 
-def _join(header: dict[str, Any], data: bytes) -> bytes:
+def _join(header: dict[str, Any], data: bytes | memoryview) -> bytes:
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)  # safetensors aligns the data to 8 bytes
-    return len(raw).to_bytes(8, "little") + raw + data
+    return b"".join([len(raw).to_bytes(8, "little"), raw, data])
 
 
-def _checksum(header: dict[str, Any], data: bytes) -> str:
+def _checksum(header: dict[str, Any], data: bytes | memoryview) -> str:
     """Return the sha256 of the tensor entries, the sdviz metadata and the tensor data."""
     entries = {k: v for k, v in header.items() if k != "__metadata__"}
     h = hashlib.sha256(json.dumps(entries, sort_keys=True).encode())
     h.update(
         b"\0" + str((header.get("__metadata__") or {}).get("sdviz", "")).encode("utf-8", "surrogatepass")
     )
-    h.update(b"\0" + data)
+    h.update(b"\0")
+    h.update(data)
     return h.hexdigest()
 
 
