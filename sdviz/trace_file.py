@@ -152,7 +152,8 @@ _ATTENTION = {"bins": [[int]], "groups": [str], "tokens": [[str]], "image_size":
               "head_groups": (int, None, "optional")}  # fmt: skip
 _LATENT_RGB = {"weights": [[NUM]], "model": (str, "optional"), "key": (str, "optional"),
                "rmse": (NUM, None, "optional"), "baseline_rmse": (NUM, None, "optional")}  # fmt: skip
-# the keys after `denoising_end`'s line are absent from traces saved before sdviz knew SDXL
+# each record as `Trace.save` writes it; "optional": absent from older traces (`pipeline`, `tokens_2`,
+# `added_cond`, `denoising_end` from those saved before sdviz knew SDXL)
 SCHEMA = {
     "prompt": str, "negative_prompt": (str, None), "seed": (int, None), "guidance_scale": NUM,
     "height": int, "width": int, "model": str, "scheduler": str, "scheduler_config": dict,
