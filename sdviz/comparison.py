@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -79,15 +81,26 @@ def _run(pipe: Any, prompt: str, spec: Spec, steps: int, kwargs: dict[str, Any])
 
 
 def _run_distributed(state: Any, pipe: Any, prompt: str, jobs: list, kwargs: dict) -> dict[tuple[str, int], Trace]:
-    from accelerate.utils import broadcast_object_list, gather_object
+    from accelerate.utils import broadcast_object_list
 
     folder = [tempfile.mkdtemp(prefix="sdviz-compare-") if state.is_main_process else None]
     broadcast_object_list(folder)  # a path string: every process writes its traces there
+    try:
+        return _gather(state, pipe, prompt, jobs, kwargs, Path(folder[0]))
+    finally:
+        if state.is_main_process:  # also when a run raised: no trace is left in the temp dir
+            shutil.rmtree(folder[0], ignore_errors=True)
+
+
+def _gather(state: Any, pipe: Any, prompt: str, jobs: list, kwargs: dict, folder: Path) -> dict:
+    """Run this process's share of the jobs into `folder`; on the main process, load every trace back."""
+    from accelerate.utils import gather_object
+
     indexed = list(enumerate(jobs))
     with state.split_between_processes(indexed) as mine:
         paths = []
         for i, (spec, n) in mine:
-            path = Path(folder[0]) / f"{i:04d}.sdviz"
+            path = folder / f"{i:04d}.sdviz"
             _run(pipe, prompt, spec, n, kwargs).save(path)
             paths.append(str(path))
     all_paths = gather_object(paths)
@@ -98,8 +111,6 @@ def _run_distributed(state: Any, pipe: Any, prompt: str, jobs: list, kwargs: dic
     for path in sorted(set(all_paths)):
         trace = Trace.load(path)
         results[trace.compare_key] = trace
-        Path(path).unlink()
-    Path(folder[0]).rmdir()
     order = [(spec_key(spec), n) for spec, n in jobs]
     return {k: results[k] for k in order}
 
@@ -116,9 +127,12 @@ def write_index(results: dict[tuple[str, int], Trace], out: str | Path) -> Path:
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, stems = [], set()
     for (name, steps), trace in results.items():
         stem = f"{_safe(name)}-{steps:03d}"
+        if stem in stems:  # two settings that read alike once made file-safe: tell them apart
+            stem += "-" + hashlib.sha256(name.encode()).hexdigest()[:8]
+        stems.add(stem)
         trace.image.save(out / f"{stem}.png")
         trace.save(out / f"{stem}.sdviz")
         rows.append({

@@ -89,10 +89,13 @@ def _cached_folder() -> str:
     folder = Path(tempfile.gettempdir()) / f"sdviz-clip-tokenizer-{uid}-{digest}"
     if not folder.is_dir():
         tmp = Path(tempfile.mkdtemp(prefix="sdviz-tok-"))
-        write_tokenizer_files(tmp)
         try:
-            tmp.replace(folder)  # atomic: the folder is complete or absent
-        except OSError:  # another process got there first
+            write_tokenizer_files(tmp)
+            try:
+                tmp.replace(folder)  # atomic: the folder is complete or absent
+            except OSError:  # another process got there first
+                pass
+        finally:  # left only when that happened or writing failed
             shutil.rmtree(tmp, ignore_errors=True)
     return str(folder)
 

@@ -7,9 +7,7 @@ This module imports nothing of sdviz but the pure-data leaves (`step`, `tokens`,
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,19 +15,13 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from safetensors import SafetensorError
-from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
 
 from sdviz._version import __version__
 from sdviz.attention_maps import AttentionMaps
 from sdviz.latent_rgb import LatentRGB
 from sdviz.step import STEP_FIELDS, Step
 from sdviz.tokens import TokenInfo
-from sdviz.trace_compat import from_version_1
-
-FORMAT = "sdviz-trace"
-FORMAT_VERSION = 2  # 2: typed records instead of the `info` dict of version 1 (still read)
+from sdviz.trace_file import FORMAT, FORMAT_VERSION, decode, encode, write_atomic
 
 
 @dataclass
@@ -158,6 +150,9 @@ class Trace:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the trace to one file, atomically (a crash mid-write leaves no half file).
 
+        The file carries a checksum of its contents, which `load` verifies. A new file gets the mode the
+        umask gives, as other outputs do; an overwritten file keeps its mode.
+
         Args:
             path: the target file; `.sdviz` is the usual suffix.
 
@@ -165,19 +160,7 @@ class Trace:
             The path written.
         """
         path = Path(path)
-        tensors, meta = _flatten(self)
-        blob = st_save(tensors, metadata={"sdviz": json.dumps(meta)})
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(blob)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(path, encode(*_flatten(self)))
         return path
 
     @classmethod
@@ -191,43 +174,18 @@ class Trace:
             The trace, equal to the one saved.
 
         Raises:
-            ValueError: the file is not an sdviz trace, is truncated or corrupted, or needs a newer sdviz.
+            FileNotFoundError: there is no file at `path`.
+            ValueError: the file is not an sdviz trace, is truncated or corrupted (its checksum, where it has
+                one, does not match), is structurally wrong, or needs a newer sdviz.
         """
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no trace file at {path}")
-        data = path.read_bytes()
+        tensors, meta = decode(path.read_bytes(), path)
         try:
-            tensors = st_load(data)
-            meta_raw = _read_metadata(data)
-        except (SafetensorError, ValueError, json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ValueError(f"{path} is not a readable sdviz trace (truncated or corrupted?): {e}") from None
-        if "sdviz" not in meta_raw:
-            raise ValueError(f"{path} is a safetensors file but not an sdviz trace (no 'sdviz' metadata)")
-        try:
-            meta = json.loads(meta_raw["sdviz"])
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: the trace metadata is corrupted: {e}") from None
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"{path} is not an sdviz trace (format {meta.get('format')!r})")
-        version = meta.get("version", 0)
-        if version > FORMAT_VERSION:
-            raise ValueError(
-                f"{path} was written by sdviz {meta.get('sdviz_version', '?')} (trace format {version}); "
-                f"this sdviz reads format {FORMAT_VERSION}: upgrade with `pip install -U sdviz`"
-            )
-        return _unflatten(tensors, meta)
-
-
-def _read_metadata(data: bytes) -> dict[str, str]:
-    """Read the `__metadata__` of a safetensors blob."""
-    if len(data) < 8:
-        raise ValueError("file too short")
-    n = int.from_bytes(data[:8], "little")
-    if n > len(data) - 8:
-        raise ValueError("header longer than the file")
-    header = json.loads(data[8 : 8 + n].decode("utf-8"))
-    return header.get("__metadata__", {}) or {}
+            return _unflatten(tensors, meta)
+        except (KeyError, TypeError, ValueError, IndexError) as e:  # what the structural check let through
+            raise ValueError(f"{path}: the trace metadata is corrupted: {type(e).__name__}: {e}") from None
 
 
 def _image_to_tensor(img: Image.Image) -> torch.Tensor:
@@ -296,8 +254,7 @@ def _flatten(trace: Trace) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
 
 
 def _unflatten(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Trace:
-    if meta.get("version", 0) < 2:
-        meta = from_version_1(meta)
+    """Rebuild a trace from its tensors and its checked, current-format metadata."""
     steps = []
     for i, sm in enumerate(meta["steps"]):
         kw = {k: tensors.get(f"steps.{i}.{k}") for k in STEP_FIELDS}

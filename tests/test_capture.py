@@ -238,3 +238,51 @@ def test_batch_and_non_square(embedded_pipe):
     assert len(trace.images) == 2 and trace.images[1].size == (80, 48)
     assert trace.steps[0].latents.shape == (2, 4, 6, 10)
     assert trace.prompts[1].startswith("a black digit")
+
+
+@pytest.mark.parametrize("order", ["nested", "out of order"])
+@pytest.mark.parametrize("attention", [False, True])
+def test_two_captures_end_in_any_order(embedded_pipe, order, attention):
+    sched = _sched(embedded_pipe, "EulerDiscreteScheduler")
+    embedded_pipe.scheduler = sched
+    kw = dict(num_inference_steps=2, generator=torch.Generator().manual_seed(0))
+    a = sdviz.capture(embedded_pipe, attention=attention, prompt=PROMPT).__enter__()
+    b = sdviz.capture(embedded_pipe, attention=attention, prompt=PROMPT).__enter__()
+    embedded_pipe(PROMPT, **kw)
+    first, second = (b, a) if order == "nested" else (a, b)
+    first.__exit__(None, None, None)
+    embedded_pipe(PROMPT, **kw)  # only the capture still open records this run
+    second.__exit__(None, None, None)
+    _assert_restored(embedded_pipe)
+    assert _no_recorders(embedded_pipe)
+    assert len(first.trace.steps) == 2 and len(second.trace.steps) == 4
+    assert (second.trace.attention is not None) == attention
+    assert first.trace.steps[1].latents.equal(second.trace.steps[1].latents)
+
+
+@pytest.mark.parametrize("order", ["nested", "out of order"])
+def test_two_captures_restore_everything_on_an_exception(embedded_pipe, order):
+    a = sdviz.capture(embedded_pipe, attention=True).__enter__()
+    b = sdviz.capture(embedded_pipe, attention=True).__enter__()
+    first, second = (b, a) if order == "nested" else (a, b)
+    with pytest.raises(Boom):
+        try:
+            embedded_pipe(PROMPT, num_inference_steps=3, callback_on_step_end=_raise_at(1, Boom()))
+        except Boom as e:
+            first.__exit__(Boom, e, None)
+            second.__exit__(Boom, e, None)
+            raise
+    _assert_restored(embedded_pipe)
+    assert _no_recorders(embedded_pipe)
+    assert not first.trace.complete and not second.trace.complete
+
+
+def test_a_capture_that_fails_to_start_leaves_nothing(embedded_pipe):
+    with pytest.raises(ValueError, match="head"):
+        sdviz.capture(embedded_pipe, attention={"heads": 99}).__enter__()
+    _assert_restored(embedded_pipe)
+    assert _no_recorders(embedded_pipe)
+
+
+def _no_recorders(pipe):
+    return not any(type(p).__name__ == "MapRecorder" for p in pipe.unet.attn_processors.values())

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 from PIL import Image
 
@@ -60,8 +62,35 @@ def test_generate_with_attention(tmp_path):
     trace = Trace.load(next(tmp_path.glob("*.sdviz")))
     assert trace.attention is not None and trace.attention.word_map("green").shape == (8, 8)
     pngs = sorted(p.name for p in tmp_path.glob("*-attention-*.png"))  # one per word, beside the image, as daam's
-    stem = "a-green-digit-2-on-a-white-background-seed0-attention"
+    stem = next(tmp_path.glob("*.sdviz")).stem + "-attention"
+    assert re.fullmatch(r"a-green-digit-2-on-a-white-background-seed0-[0-9a-f]{8}-attention", stem)
     assert pngs == [f"{stem}-{i:02d}-{w}.png" for i, w in
                     enumerate(["a-1", "green", "digit", "2", "on", "a-2", "white", "background"])]  # fmt: skip
     with Image.open(tmp_path / pngs[1]) as im:
         assert im.size == (64, 64) and im.mode == "RGB"
+
+
+@pytest.mark.parametrize("prompts", [("日本語", "中文"), ("A cat.", "a cat!"),
+                                     ("a red letter A on a blue background, " + "x" * 10, "a red letter A on a blue background, " + "y" * 10)])  # fmt: skip
+def test_prompts_that_slug_alike_get_their_own_files(tmp_path, capsys, prompts):
+    for prompt in prompts:
+        assert main(["generate", prompt, "--steps", "2", "--out", str(tmp_path), "--device", "cpu"]) == 0
+    traces = sorted(tmp_path.glob("*.sdviz"))
+    assert len(traces) == 2 and len(list(tmp_path.glob("*.png"))) == 2
+    assert sorted(Trace.load(t).prompt for t in traces) == sorted(prompts)
+    out = capsys.readouterr().out
+    assert all(f"trace: {t}" in out for t in traces)  # says what it wrote
+
+
+def test_a_rerun_refuses_to_overwrite_unless_asked(tmp_path, capsys):
+    argv = ["generate", "a red letter A on a blue background", "--steps", "2", "--out", str(tmp_path), "--device", "cpu"]
+    assert main(argv) == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert main([*argv, "--guidance-scale", "3"]) == 0  # other settings: other files
+    assert len(list(tmp_path.glob("*.png"))) == 2
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "exists, written by a run with the same settings; pass --overwrite" in err and err.count("\n") == 1
+    assert all((tmp_path / n).read_bytes() == b for n, b in before.items())  # refused before the model ran
+    assert main([*argv, "--overwrite"]) == 0

@@ -78,3 +78,19 @@ def test_two_processes_give_the_same_images(tmp_path):
         ta, tb = Trace.load(tmp_path / "one" / a["trace"]), Trace.load(tmp_path / "two" / b["trace"])
         np.testing.assert_array_equal(np.asarray(ta.image), np.asarray(tb.image))
         assert ta.steps[-1].latents.equal(tb.steps[-1].latents)
+
+
+def test_cli_refuses_an_out_with_another_comparison(tmp_path, capsys):
+    argv = ["compare", PROMPT, "--steps", "2", "--out", str(tmp_path), "--device", "cpu"]
+    assert main([*argv, "--schedulers", "euler,ddim"]) == 0
+    first = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    capsys.readouterr()
+    assert main([*argv, "--schedulers", "heun"]) == 2
+    assert "index.json exists, written by an earlier `sdviz compare`; pass --overwrite" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == first
+    (tmp_path / "notes.txt").write_text("mine")
+    assert main([*argv, "--schedulers", "heun", "--overwrite"]) == 0
+    index = json.loads((tmp_path / "index.json").read_text())
+    assert [r["scheduler"] for r in index["runs"]] == ["heun"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "grid.png", "heun-002.png", "heun-002.sdviz", "index.html", "index.json", "notes.txt"]  # fmt: skip

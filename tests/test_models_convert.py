@@ -1,5 +1,7 @@
 """Round trips through the original single-file SD layout, and the converters' errors."""
 
+import tempfile
+
 import numpy as np
 import pytest
 import torch
@@ -103,3 +105,36 @@ def test_config_that_does_not_fit_is_named(original_file, tmp_path):
     (folder / "unet" / "config.json").write_text(json.dumps({**cfg, "layers_per_block": 2}))
     with pytest.raises(ValueError, match=r"missing key\(s\): model\.diffusion_model\.input_blocks\.2\.0\.emb_layers"):
         load_original_checkpoint(original_file, config=folder)
+
+
+@pytest.fixture()
+def temp_dir(tmp_path, monkeypatch):
+    """Point the temp dir (TMPDIR and tempfile's cache of it) at an empty test folder."""
+    sdviz.load_tokenizer()  # its vocabulary folder is a cache in the temp dir, built once and kept on purpose
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setenv("TMPDIR", str(folder))
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def _ckpt(state, path):
+    torch.save({"state_dict": state}, path)
+    return path
+
+
+def test_a_ckpt_load_leaves_nothing_in_the_temp_dir(original_file, tmp_path, temp_dir):
+    pipe = sdviz.load_pipeline(_ckpt(load_file(original_file), tmp_path / "e.ckpt"), device="cpu")
+    assert pipe.unet is not None and list(temp_dir.iterdir()) == []  # the safetensors copy is gone
+
+
+@pytest.mark.parametrize("damage", ["not SD", "wrong shape"])
+def test_a_failed_ckpt_load_leaves_nothing_in_the_temp_dir(original_file, tmp_path, temp_dir, damage):
+    state = load_file(original_file)
+    if damage == "not SD":
+        state = {k.replace(UNET_PREFIX, "unet."): v for k, v in state.items()}
+    else:
+        state[UNET_PREFIX + "out.2.weight"] = torch.zeros(3, 3)
+    with pytest.raises((ValueError, RuntimeError)):
+        sdviz.load_pipeline(_ckpt(state, tmp_path / "bad.ckpt"), device="cpu")
+    assert list(temp_dir.iterdir()) == []

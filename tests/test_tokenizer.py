@@ -89,3 +89,23 @@ def test_long_prompt_warns_nothing(capfd):
     info = token_info(" ".join(["a very detailed painting of a cat"] * 12), load_tokenizer())  # a fresh tokenizer
     assert len(info.truncated) == 9
     assert "longer than the specified maximum" not in capfd.readouterr().err  # the truncated tail says it
+
+
+def test_a_failed_build_of_the_tokenizer_folder_leaves_nothing(tmp_path, monkeypatch):
+    import tempfile
+
+    import sdviz.tokenizer as tok
+
+    def fail(folder):
+        (folder / "vocab.json").write_text("{")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(tok, "write_tokenizer_files", fail)
+    tok._cached_folder.cache_clear()
+    try:
+        with pytest.raises(OSError, match="disk full"):
+            tok._cached_folder()
+    finally:
+        tok._cached_folder.cache_clear()  # the next caller builds it in the real temp dir
+    assert list(tmp_path.iterdir()) == []

@@ -1,12 +1,16 @@
 import json
+import os
+import stat
 
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load as st_load
 from safetensors.torch import save_file
 
 import sdviz
 from sdviz.trace import FORMAT_VERSION, Step, TokenInfo, Trace
+from sdviz.trace_file import encode
 
 
 @pytest.fixture()
@@ -68,14 +72,17 @@ def test_foreign_files(tmp_path):
         Trace.load(tmp_path / "missing.sdviz")
 
 
-def _rewrite_meta(path, change):
-    """Apply `change` to the sdviz metadata of a trace file, in place."""
+def _rewrite_meta(path, change, checksum=True):
+    """Apply `change` to the sdviz metadata of a trace file, in place; with a new checksum, or none (older files)."""
     data = path.read_bytes()
     n = int.from_bytes(data[:8], "little")
     header = json.loads(data[8 : 8 + n])
     meta = json.loads(header["__metadata__"]["sdviz"])
     change(meta)
-    header["__metadata__"]["sdviz"] = json.dumps(meta)
+    if checksum:
+        path.write_bytes(encode(st_load(data), meta))
+        return
+    header["__metadata__"] = {"sdviz": json.dumps(meta)}
     raw = json.dumps(header).encode()
     raw += b" " * (-len(raw) % 8)
     path.write_bytes(len(raw).to_bytes(8, "little") + raw + data[8 + n :])
@@ -131,3 +138,59 @@ def test_repr_is_short(trace):
     step = repr(trace.steps[1])
     assert step.startswith(f"Step(1, t={trace.steps[1].timestep:g}, sigma=") and "latents (1, 4, 8, 8)" in step
     assert len(step) < 200  # shapes, not the numbers
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda m: m.pop("steps"), "has no 'steps'"),
+        (lambda m: m.update(version="2"), "version must be an int, got '2'"),
+        (lambda m: m.update(tokens=["a"]), "tokens must be an object, got list"),
+        (lambda m: m.update(num_images=3), r"tensor\(s\) \['images.1', 'images.2'\].*missing"),
+        (lambda m: m["steps"][1].update(sigma="high"), r"steps\[1\].sigma must be a number, got 'high'"),
+        (lambda m: m["kept"].update(colour=1), r"kept has unknown key\(s\) \['colour'\]"),
+        (lambda m: m.update(seed=True), "seed must be int"),
+        (lambda m: m.clear(), "not an sdviz trace"),
+    ],
+)
+@pytest.mark.parametrize("checksum", [True, False], ids=["checksum", "no-checksum"])
+def test_structurally_wrong_metadata_is_a_value_error(trace, tmp_path, change, message, checksum):
+    path = trace.save(tmp_path / "run.sdviz")
+    _rewrite_meta(path, change, checksum=checksum)
+    with pytest.raises(ValueError, match=message):
+        Trace.load(path)
+
+
+def test_a_flipped_byte_in_tensor_data_is_caught(trace, tmp_path):
+    path = trace.save(tmp_path / "run.sdviz")
+    data = bytearray(path.read_bytes())
+    data[-1000] ^= 0x01  # inside the tensor data: the file still parses as safetensors
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="checksum does not match"):
+        Trace.load(path)
+
+
+def test_files_without_a_checksum_still_load(trace, tmp_path):
+    path = trace.save(tmp_path / "old.sdviz")
+    _rewrite_meta(path, lambda meta: None, checksum=False)
+    assert b"sdviz_sha256" not in path.read_bytes()
+    assert Trace.load(path) == trace
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_a_new_file_follows_the_umask(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        path = Trace(prompt="p").save(tmp_path / "t.sdviz")
+        png = tmp_path / "t.png"
+        Image.new("RGB", (2, 2)).save(png)  # the mode of sdviz's other outputs
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask == stat.S_IMODE(png.stat().st_mode)
+
+
+def test_an_overwrite_keeps_the_files_mode(tmp_path):
+    path = Trace(prompt="p").save(tmp_path / "t.sdviz")
+    path.chmod(0o640)
+    Trace(prompt="q").save(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640 and Trace.load(path).prompt == "q"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import time
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -25,6 +26,9 @@ from sdviz.schedules import predict_x0
 from sdviz.trace import STEP_FIELDS, Kept, Step, Trace
 
 ALL_FIELDS = frozenset(STEP_FIELDS)
+# the captures active on each pipeline, in the order they began: their scheduler wrappers and attention
+# processors wrap each other, so one that ends out of order unwinds those above it (see `__exit__`)
+_ACTIVE: weakref.WeakKeyDictionary[Any, list[capture]] = weakref.WeakKeyDictionary()
 
 
 class capture:  # noqa: N801 - used as a function-like context manager, as `open`
@@ -33,7 +37,8 @@ class capture:  # noqa: N801 - used as a function-like context manager, as `open
     Hooks: a forward hook on the UNet (noise predictions), a wrapper around `scheduler.step` (latents,
     x0, timestep, sigma), forward hooks on the text encoder (the ids CLIP saw) and the VAE decoder (the
     image). All are removed when the block ends, also on an exception; a `KeyboardInterrupt` keeps the steps
-    captured so far in `cap.trace`, marked incomplete.
+    captured so far in `cap.trace`, marked incomplete. Captures on one pipeline may nest (each records the
+    same runs) and may end in any order.
 
     Args:
         pipe: a diffusers Stable Diffusion pipeline.
@@ -125,11 +130,12 @@ class capture:  # noqa: N801 - used as a function-like context manager, as `open
         except BaseException:
             self._restore()
             raise
+        _ACTIVE.setdefault(pipe, []).append(self)
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         scheduler = self._wrapper.scheduler if self._wrapper is not None else self.pipe.scheduler  # the one that ran
-        self._restore()
+        self._end()
         trace = self.trace
         trace.wall_time = time.perf_counter() - self._t0
         trace.timesteps = torch.tensor([s.timestep for s in trace.steps], dtype=torch.float32)
@@ -156,15 +162,42 @@ class capture:  # noqa: N801 - used as a function-like context manager, as `open
             trace.attention = self._attention_capture.result(tokens, (trace.height, trace.width))
         return False  # never swallow the exception
 
+    def _end(self) -> None:
+        """Restore the pipeline; a capture begun later and still active keeps recording."""
+        active = _ACTIVE.get(self.pipe, [])
+        above = active[active.index(self) + 1 :] if self in active else []
+        try:
+            for other in reversed(above):  # peel the wrappers off down to ours, in reverse order
+                other._unwrap()
+        finally:
+            try:
+                self._restore()
+            finally:
+                if self in active:
+                    active.remove(self)
+                for other in above:
+                    other._rewrap()
+
     def _restore(self) -> None:
         for h in self._handles:
             h.remove()
         self._handles.clear()
+        self._unwrap()
+        self._wrapper = None
+
+    def _unwrap(self) -> None:
+        """Take this capture's scheduler wrapper and attention processors off (they chain with others')."""
         if self._wrapper is not None:
             self._wrapper.remove()
-            self._wrapper = None
         if self._attention_capture is not None:
             self._attention_capture.remove()
+
+    def _rewrap(self) -> None:
+        """Put them back on, after a capture below this one ended."""
+        if self._wrapper is not None:
+            self._wrapper = StepWrapper(self._wrapper.scheduler, self._on_step)
+        if self._attention_capture is not None:
+            self._attention_capture.install()
 
     def _record_mask(self) -> None:
         """Keep the inpainting mask: as the pipeline processed the given image, else as the UNet saw it."""

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from sdviz.commands.common import add_run_options
+from sdviz.commands.outputs import add_overwrite_option, refuse_existing, remove_comparison
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -14,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="run one prompt over several schedulers and step counts",
         description=(
             "Run one prompt with the same seed over schedulers x step counts; write each image and trace, "
-            "grid.png, index.json and index.html into --out. Under `accelerate launch -m sdviz compare ...` the grid is split across "
+            "grid.png, index.json and index.html into --out (an --out that holds an earlier comparison is refused "
+            "unless --overwrite, which removes that comparison's files first). Under `accelerate launch -m sdviz compare ...` the grid is split across "
             "processes."
         ),
     )
@@ -23,6 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", default="10,25", help="comma-separated step counts (default: 10,25)")
     add_run_options(p, steps=False, scheduler=False)
     p.add_argument("--out", default="sdviz-compare", help="output folder (default: ./sdviz-compare)")
+    add_overwrite_option(p)
     p.set_defaults(func=_cmd_compare)
 
 
@@ -36,14 +40,18 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     except ValueError:
         raise ValueError(f"--steps must be comma-separated integers such as 10,25; got {args.steps!r}") from None
     names = [s.strip() for s in args.schedulers.split(",") if s.strip()] if args.schedulers else None
+    out = Path(args.out)
+    refuse_existing([out / "index.json"], args.overwrite, "an earlier `sdviz compare`")  # before anything runs
     pipe = load_pipeline(args.model, device=args.device)
     pipe.set_progress_bar_config(disable=True)
     results = compare(pipe, args.prompt, schedulers=names, steps=steps, seed=args.seed,
                       guidance_scale=args.guidance_scale)
     if results:  # empty on the non-main processes of a distributed run
-        index = write_index(results, args.out)
+        remove_comparison(out)  # with --overwrite: no file of the earlier comparison stays to mix with this one
+        index = write_index(results, out)
         page = write_comparison_page(results, index)
         for (name, n), trace in results.items():
             print(f"{name:>32} {n:>4} steps  {trace.unet_evals:>4} UNet evals  {trace.wall_time:.2f} s")
+        print(f"wrote {2 * len(results)} images and traces into {page.parent}")
         print(f"grid: {page.parent / 'grid.png'}\nindex: {page}")
     return 0

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 
 from sdviz.commands.common import add_run_options
-
-
-def _slug(text: str, n: int = 40) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:n] or "image"
+from sdviz.commands.outputs import add_overwrite_option, refuse_existing, run_stem
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,7 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "generate",
         help="generate an image (and its trace) from a prompt",
-        description="Generate an image from a prompt; write it as a PNG and the captured run as a .sdviz trace into --out.",
+        description="Generate an image from a prompt; write it as a PNG and the captured run as a .sdviz trace into "
+        "--out, named <prompt>-seed<seed>-<hash of the settings>.",
     )
     p.add_argument("prompt", help="the text prompt")
     add_run_options(p, own_scheduler=True)
@@ -35,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--trace-dtype", choices=("float32", "float16"), default="float32",
         help="dtype of the tensors kept in the trace (float16 halves the file)",
     )
+    add_overwrite_option(p)
     p.set_defaults(func=_cmd_generate)
 
 
@@ -42,6 +40,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from sdviz.capturing import generate
     from sdviz.pipeline import load_pipeline
 
+    stem = _stem(args)
+    refuse_existing(_outputs(stem, args), args.overwrite)  # before the model runs
     pipe = load_pipeline(args.model, device=args.device)
     trace = generate(
         pipe,
@@ -60,9 +60,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         from sdviz.preview import fit_latent_rgb
 
         trace.latent_rgb = fit_latent_rgb(pipe.vae)  # lets the report draw latents in colour
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"{_slug(args.prompt)}-seed{args.seed}"
+    stem.parent.mkdir(parents=True, exist_ok=True)
     image_path = stem.with_suffix(".png")
     trace.image.save(image_path)
     print(f"image: {image_path}")
@@ -79,6 +77,23 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
         print(f"report: {write_report(trace, stem.with_suffix('.html'))}")
     return 0
+
+
+def _stem(args: argparse.Namespace) -> Path:
+    """Return the run's files' path without suffix: the prompt's slug, the seed, a hash of every setting."""
+    settings = {k: getattr(args, k) for k in ("prompt", "negative_prompt", "seed", "steps", "scheduler",
+                                              "guidance_scale", "height", "width", "model")}  # fmt: skip
+    return run_stem(Path(args.out), args.prompt, args.seed, settings)
+
+
+def _outputs(stem: Path, args: argparse.Namespace) -> list[Path]:
+    """Return the files this run would write that can be known before it runs."""
+    paths = [stem.with_suffix(".png")]
+    paths += [] if args.no_trace else [stem.with_suffix(".sdviz")]
+    paths += [stem.with_suffix(".html")] if args.report else []
+    if args.attention:  # one file per word: those of an earlier run of these settings
+        paths += sorted(stem.parent.glob(f"{stem.name}-attention-*.png"))
+    return paths
 
 
 def torch_dtype(name: str):
