@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from sdviz.commands.common import add_run_options
+from sdviz.commands.common import add_run_options, check_run_args, step_counts
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,15 +27,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
+    from sdviz import schedulers
     from sdviz.comparison import compare, write_index
     from sdviz.pipeline import load_pipeline
     from sdviz.report import write_comparison_page
+    from sdviz.validation import UsageError
 
-    try:
-        steps = [int(s) for s in args.steps.split(",") if s.strip()]
-    except ValueError:
-        raise ValueError(f"--steps must be comma-separated integers such as 10,25; got {args.steps!r}") from None
+    check_run_args(args)
+    steps = step_counts(args.steps)
     names = [s.strip() for s in args.schedulers.split(",") if s.strip()] if args.schedulers else None
+    if args.schedulers is not None and not names:
+        raise UsageError("--schedulers needs comma-separated scheduler names, e.g. euler,ddim (or leave it out for all)")
+    for name in names or []:
+        schedulers.validate(name)  # an unknown name, with the closest match, before the model loads
     pipe = load_pipeline(args.model, device=args.device)
     pipe.set_progress_bar_config(disable=True)
     results = compare(pipe, args.prompt, schedulers=names, steps=steps, seed=args.seed,

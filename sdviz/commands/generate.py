@@ -6,7 +6,7 @@ import argparse
 import re
 from pathlib import Path
 
-from sdviz.commands.common import add_run_options
+from sdviz.commands.common import add_run_options, check_run_args
 
 
 def _slug(text: str, n: int = 40) -> str:
@@ -42,6 +42,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from sdviz.capturing import generate
     from sdviz.pipeline import load_pipeline
 
+    check_run_args(args)
     pipe = load_pipeline(args.model, device=args.device)
     trace = generate(
         pipe,
