@@ -56,8 +56,8 @@ def pipeline_class(model_index: dict[str, Any], in_channels: int | None = None) 
     return getattr(diffusers, name)
 
 
-def _folder_class(folder: Path) -> type[DiffusionPipeline]:
-    """Return the pipeline class of a local diffusers folder."""
+def _folder_class(folder: Path, whole: bool = True) -> type[DiffusionPipeline]:
+    """Return the pipeline class of a local diffusers folder (`whole`: with every component's folder)."""
     if not (folder / "model_index.json").is_file():
         raise UsageError(f"{folder} has no model_index.json: pass a diffusers folder (`pipe.save_pretrained(...)`)")
     try:
@@ -71,7 +71,7 @@ def _folder_class(folder: Path) -> type[DiffusionPipeline]:
     # a component the index lists (["diffusers", "UNet2DConditionModel"]) must have its folder
     missing = [k for k, v in index.items() if not k.startswith("_") and isinstance(v, list) and len(v) == 2
                and v[0] is not None and not (folder / k).is_dir()]  # fmt: skip
-    if missing:
+    if missing and whole:
         raise UsageError(f"{folder} lacks the component folder(s) {missing} its model_index.json lists; "
                          "copy the whole pipeline folder")  # fmt: skip
     unet = folder / "unet" / "config.json"
@@ -259,7 +259,7 @@ def _load_single_file(path: Path, config: str | os.PathLike | None, kwargs: dict
                 f"diffusers folder of the same model (its model_index.json and component configs, weights not needed)"
             )
         folder = Path(config) if config is not None else checkpoint_config(file)
-        cls = _folder_class(folder)
+        cls = _folder_class(folder, whole=False)  # configs only: the bundled tokenizer stands in for a missing one
         tokenizers = {}  # a config folder without tokenizer files gets the bundled one, padded as the family pads
         for name, pad in (("tokenizer", "<|endoftext|>" if family == "SD 1.x" else "!"), ("tokenizer_2", "!")):
             if name in cls._get_signature_keys(cls)[0] and not (folder / name / "vocab.json").is_file():
