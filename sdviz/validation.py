@@ -40,12 +40,13 @@ def is_real(value: Any) -> bool:
 def _range_text(
     low: float | None, high: float | None, low_open: bool = False, high_open: bool = False
 ) -> str:
+    lo, hi = ("" if v is None else f"{v}" if isinstance(v, int) else f"{v:g}" for v in (low, high))
     if low is not None and high is not None:
-        return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        return f"in {'(' if low_open else '['}{lo}, {hi}{')' if high_open else ']'}"
     if low is not None:
-        return f"{'>' if low_open else '>='} {low:g}"
+        return f"{'>' if low_open else '>='} {lo}"
     if high is not None:
-        return f"{'<' if high_open else '<='} {high:g}"
+        return f"{'<' if high_open else '<='} {hi}"
     return "finite"
 
 
