@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from bad_inputs import P
 
 import sdviz
@@ -133,6 +134,11 @@ CLI = [
     # report
     (["report", "/no/such.sdviz"], "no trace file at /no/such.sdviz"),
 ]
+
+
+if not torch.cuda.is_available():  # 5. cuda on a machine without it
+    CLI += [(["generate", "x", "--device", "cuda"], "this machine has no CUDA device"),
+            (["compare", "x", "--device", "cuda:0"], "no CUDA device")]  # fmt: skip
 
 
 @pytest.fixture()
