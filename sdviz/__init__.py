@@ -26,11 +26,12 @@ _LAZY = {
     "Step": "sdviz.trace",
     "Trace": "sdviz.trace",
     "TokenInfo": "sdviz.tokens",
+    "UsageError": "sdviz.validation",
 }
 _SUBMODULES = ("schedulers",)
 
 __all__ = [
-    "ModuleDiff", "Step", "TokenInfo", "Trace", "__version__", "capture", "compare", "compare_modules", "generate",
+    "ModuleDiff", "Step", "TokenInfo", "Trace", "UsageError", "__version__", "capture", "compare", "compare_modules", "generate",
     "load_pipeline", "load_tokenizer", "schedulers", "swap", "token_info",
 ]
 

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from sdviz.attention_maps import AttentionMaps, AttentionOptions
+from sdviz.validation import UsageError
 
 
 def attention_probs(attn: Any, hidden_states: torch.Tensor, context: torch.Tensor, heads: str | int) -> torch.Tensor:
@@ -101,6 +102,7 @@ class AttentionCapture:
             if keep:
                 group = {"all": "all", "resolution": str(factor), "layer": layer}[self.options.grouping]
                 heads.setdefault(group, set()).add(int(getattr(modules.get(layer), "heads", 0)))
+        _check_layers(self.options.layers, [n.removesuffix(".processor") for n in saved], self.unet.config)
         _check_heads(self.options, heads)
         self._saved = saved
         self.unet.set_attn_processor(procs)
@@ -121,7 +123,11 @@ class AttentionCapture:
         self.eval_index += 1
         if self.eval_index == 0:
             t = kwargs.get("timestep", args[1] if len(args) > 1 else None)
-            self.bins = _bins(self.options.steps, self.num_evals(t), self.options.step_bins)
+            n = self.num_evals(t)
+            self.bins = _bins(self.options.steps, n, self.options.step_bins)
+            if not self.bins:  # generate() refuses this before the run; a capture() block learns it here
+                raise UsageError(f"attention steps {self.options.steps} start after the run's last UNet "
+                                 f"evaluation: this run makes {n}")  # fmt: skip
         self._bin = next((i for i, (a, b) in enumerate(self.bins) if a <= self.eval_index < b), -1)
         self.recording = self._bin >= 0
 
@@ -211,13 +217,24 @@ def layer_factor(layer: str, config: Any) -> int:
 def _check_heads(options: AttentionOptions, heads: dict[str, set[int]]) -> None:
     """Refuse, before the run, a head index no layer has or per-head maps over layers of unequal head counts."""
     if isinstance(options.heads, int) and heads and options.heads >= min(min(h) for h in heads.values()):
-        raise ValueError(f"head {options.heads} is out of range: the fewest heads of a recorded layer is "
+        raise UsageError(f"head {options.heads} is out of range: the fewest heads of a recorded layer is "
                          f"{min(min(h) for h in heads.values())}")  # fmt: skip
     mixed = {g: sorted(h) for g, h in heads.items() if len(h) > 1}
     if options.heads == "all" and mixed:
         g, h = next(iter(mixed.items()))
-        raise ValueError(f"heads='all' keeps each head apart, but group {g!r} holds layers with {h} heads: capture "
+        raise UsageError(f"heads='all' keeps each head apart, but group {g!r} holds layers with {h} heads: capture "
                          "with per_layer='resolution' or per_layer='layer'")  # fmt: skip
+
+
+def _check_layers(layers: list[str | int] | None, names: list[str], config: Any) -> None:
+    """Refuse, before the run, a `layers` entry that matches no cross-attention layer (nothing would be recorded)."""
+    cross = [n for n in names if n.endswith("attn2")]
+    missing = [x for x in layers or [] if not any(_wanted(n, layer_factor(n, config), [x]) for n in cross)]
+    if missing:
+        prefixes = sorted({".".join(n.split(".")[:2]) for n in cross} | {n.split(".")[0] for n in cross})
+        factors = sorted({layer_factor(n, config) for n in cross})
+        raise UsageError(f"attention layers {missing} match no cross-attention layer of this UNet; use name "
+                         f"prefixes such as {prefixes} or downsampling factors {factors}")  # fmt: skip
 
 
 def _wanted(layer: str, factor: int, layers: list[str | int] | None) -> bool:

@@ -11,6 +11,9 @@ import torch.nn.functional as F
 from sdviz.attention_options import DAAM_LAYERS, AttentionOptions
 from sdviz.overlap import DEFAULT_THRESHOLD, as_mask, overlap_scores, threshold_map
 from sdviz.tokens import find_phrase, words_of
+from sdviz.validation import CLIP_TOKENS, MAX_SIDE, UsageError, UsageTypeError, check_int, is_int
+
+_END = "<|endoftext|>"
 
 __all__ = ["DAAM_LAYERS", "AttentionMaps", "AttentionOptions"]
 Occurrence = int | str | None
@@ -102,14 +105,14 @@ class AttentionMaps:
         """
         source = self.uncond_sums if uncond else self.sums
         if source is None:
-            raise ValueError("the unconditional maps were not captured: capture with attention={'uncond': True}")
+            raise UsageError("the unconditional maps were not captured: capture with attention={'uncond': True}")
         if not 0 <= index < source.shape[2]:
-            raise ValueError(f"index {index} is out of range: the batch has {source.shape[2]} image(s)")
+            raise UsageError(f"index {index} is out of range: the batch has {source.shape[2]} image(s)")
         b = self._select_bins(steps)
         g = self._select_groups(layers)
         count = self.counts[b][:, g].sum()
         if count == 0:
-            raise ValueError("no attention was recorded for these steps and layers")
+            raise UsageError("no attention was recorded for these steps and layers")
         if head is None:
             total = source[b][:, g, index].sum(dim=(0, 1))
         else:
@@ -147,16 +150,23 @@ class AttentionMaps:
 
     def positions(self, word: str | int, *, occurrence: Occurrence = None, index: int = 0) -> list[int]:
         """Return the token positions of `word` (a word, a phrase or a position) in prompt `index`."""
+        if not 0 <= check_int("index", index) < len(self.tokens):
+            raise UsageError(f"index {index} is out of range: the batch has {len(self.tokens)} prompt(s)")
+        if isinstance(word, bool) or not isinstance(word, str | int):
+            raise UsageTypeError(f"word must be a word or phrase of the prompt, or a token position; got {word!r}")
         if isinstance(word, int):
             n = len(self.tokens[index])
             if not 0 <= word < n:
-                raise ValueError(f"token position {word} is out of range 0..{n - 1}")
+                raise UsageError(f"token position {word} is out of range 0..{n - 1}")
             if occurrence is not None:
-                raise ValueError("occurrence applies to words; a token position is one position already")
+                raise UsageError("occurrence applies to words; a token position is one position already")
             return [word]
         found = find_phrase(self.tokens[index], word)
         if not found:
-            raise ValueError(f"{word!r} is not a word of the prompt; its words are {[w for w, _ in self.words(index)]}")
+            tokens = self.tokens[index]
+            cut = len(tokens) == CLIP_TOKENS and tokens[-1] == _END and tokens[-2] != _END  # no padding: it was full
+            why = f" (the prompt filled CLIP's {len(tokens)} tokens: words after that were cut off)" if cut else ""
+            raise UsageError(f"{word!r} is not a word of the prompt{why}; its words are {[w for w, _ in self.words(index)]}")
         n = len(found)
         if occurrence == "all":
             return [p for ps in found for p in ps]
@@ -164,7 +174,7 @@ class AttentionMaps:
             return found[0]
         if occurrence is None or not isinstance(occurrence, int) or not 1 <= occurrence <= n:
             given = "" if occurrence is None else f", got occurrence={occurrence!r}"
-            raise ValueError(
+            raise UsageError(
                 f"{word!r} occurs {n} time{'s' * (n > 1)} in the prompt (token positions {found}): pass "
                 f"occurrence=1..{n} for one of them, or occurrence='all' for their sum{given}"
             )
@@ -200,20 +210,22 @@ class AttentionMaps:
 
     def _head_sums(self, group: int, head: int, uncond: bool) -> torch.Tensor:
         if uncond or self.head_sums is None:
-            raise ValueError("per-head maps were not captured (they are of the prompt half only): capture "
+            raise UsageError("per-head maps were not captured (they are of the prompt half only): capture "
                              "with attention={'heads': 'all'}")  # fmt: skip
         sums = self.head_sums[group]
         if not 0 <= head < sums.shape[2]:
-            raise ValueError(f"head {head} is out of range: group {self.groups[group]!r} has {sums.shape[2]} heads")
+            raise UsageError(f"head {head} is out of range: group {self.groups[group]!r} has {sums.shape[2]} heads")
         return sums[:, :, head]
 
     def _select_bins(self, steps: tuple[int, int] | None) -> list[int]:
         if steps is None:
             return list(range(len(self.bins)))
+        if not (isinstance(steps, tuple | list) and len(steps) == 2 and all(map(is_int, steps))):
+            raise UsageTypeError(f"steps must be a (start, end) pair of ints, got {steps!r}")
         start, end = steps
         chosen = [i for i, (a, b) in enumerate(self.bins) if a >= start and b <= end]
         if not chosen:
-            raise ValueError(
+            raise UsageError(
                 f"no captured step range lies inside {steps}; the ranges are {self.bins}: capture with "
                 "attention={'step_bins': N} for finer ranges"
             )
@@ -222,13 +234,16 @@ class AttentionMaps:
     def _select_groups(self, layers: list[str | int] | None) -> list[int]:
         if layers is None:
             return list(range(len(self.groups)))
+        if isinstance(layers, str):
+            raise UsageTypeError(f"layers must be a list of name prefixes and factors, got the string {layers!r}: "
+                                 f"pass [{layers!r}]")  # fmt: skip
         chosen, missing = [], []
         for x in layers:
             hits = [i for i, (g, f) in enumerate(zip(self.groups, self.factors, strict=True)) if _matches(g, f, x)]
             chosen += [i for i in hits if i not in chosen]
             missing += [] if hits else [str(x)]
         if missing:
-            raise ValueError(
+            raise UsageError(
                 f"layer group(s) {missing} were not captured; the groups are {self.groups}: capture with "
                 "attention={'per_layer': 'resolution'} for one map per resolution, 'layer' for one per layer"
             )
@@ -237,7 +252,12 @@ class AttentionMaps:
     def _resize(self, maps: torch.Tensor, size: tuple[int, int] | str | None) -> torch.Tensor:
         if size is None:
             return maps
-        hw = self.image_size if size == "image" else tuple(size)
+        if size == "image":
+            hw = self.image_size
+        elif isinstance(size, tuple | list) and len(size) == 2:
+            hw = tuple(check_int("size", v, low=1, high=MAX_SIDE) for v in size)
+        else:
+            raise UsageError(f"size must be None (the latent grid), 'image' or (height, width), got {size!r}")
         return F.interpolate(maps[None], size=hw, mode="bilinear", align_corners=False)[0]
 
     def to_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -6,9 +6,25 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from sdviz.suggest import did_you_mean
+from sdviz.validation import UsageError, UsageTypeError, check_bool, check_int, is_int
+
 # DAAM's layers (Tang et al. 2023): the cross-attention of the down and up blocks, not the mid block
 DAAM_LAYERS = ("down_blocks", "up_blocks")
 GROUPINGS = ("resolution", "layer")
+
+
+def check_layers(layers: Any) -> list[str | int]:
+    """Return `layers` as a list of non-empty name prefixes and downsampling factors (powers of 2)."""
+    if not isinstance(layers, list | tuple):
+        raise UsageTypeError(f"layers must be a list of name prefixes and factors, or 'daam', got {layers!r}")
+    for x in layers:
+        if isinstance(x, str) and x:
+            continue
+        if not (is_int(x) and x >= 1 and x & (x - 1) == 0):
+            raise UsageError(f"layers entries must be name prefixes such as 'up_blocks' or downsampling factors "
+                             f"(1, 2, 4, ...), got {x!r}")  # fmt: skip
+    return [x if isinstance(x, str) else int(x) for x in layers]
 
 
 @dataclass
@@ -36,22 +52,25 @@ class AttentionOptions:
 
     def __post_init__(self) -> None:
         if self.steps is not None:
-            start, end = self.steps
-            if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end):
-                raise ValueError(f"attention steps must be (start, end) with 0 <= start < end, got {self.steps}")
+            if not (isinstance(self.steps, tuple | list) and len(self.steps) == 2 and all(map(is_int, self.steps))):
+                raise UsageTypeError(f"attention steps must be a (start, end) pair of ints, got {self.steps!r}")
+            start, end = (int(v) for v in self.steps)
+            if not 0 <= start < end:
+                raise UsageError(f"attention steps must be (start, end) with 0 <= start < end, got {self.steps}")
             self.steps = (start, end)
-        if not isinstance(self.step_bins, int) or self.step_bins < 1:
-            raise ValueError(f"step_bins must be a positive int, got {self.step_bins!r}")
-        if self.heads not in ("mean", "max", "all") and not (isinstance(self.heads, int) and self.heads >= 0):
-            raise ValueError(f"heads must be 'mean', 'max', 'all' or a head index, got {self.heads!r}")
-        if self.per_layer not in (False, True, *GROUPINGS):
-            raise ValueError(f"per_layer must be False, True, 'resolution' or 'layer', got {self.per_layer!r}")
+        self.step_bins = check_int("step_bins", self.step_bins, low=1)
+        if self.heads not in ("mean", "max", "all") and not (is_int(self.heads) and self.heads >= 0):
+            raise UsageError(f"heads must be 'mean', 'max', 'all' or a head index >= 0, got {self.heads!r}")
+        if not (self.per_layer is False or self.per_layer is True or self.per_layer in GROUPINGS):
+            raise UsageError(f"per_layer must be False, True, 'resolution' or 'layer', got {self.per_layer!r}")
+        self.uncond = check_bool("uncond", self.uncond)
         if self.layers == "daam":
             self.layers = list(DAAM_LAYERS)
         elif isinstance(self.layers, str):
-            raise ValueError(f"layers must be a list of name prefixes and factors, or 'daam', got {self.layers!r}")
+            raise UsageError(f"layers must be a list of name prefixes and factors, or 'daam', got the string "
+                             f"{self.layers!r}: pass [{self.layers!r}]")  # fmt: skip
         elif self.layers is not None:
-            self.layers = list(self.layers)
+            self.layers = check_layers(self.layers)
 
     @property
     def grouping(self) -> str:
@@ -69,10 +88,10 @@ class AttentionOptions:
             return cls()
         names = [f.name for f in dataclasses.fields(cls)]
         if not isinstance(options, dict):
-            raise TypeError(f"attention must be True, False or a dict with keys {names}, got {options!r}")
+            raise UsageTypeError(f"attention must be True, False or a dict with keys {names}, got {options!r}")
         unknown = sorted(set(options) - set(names))
         if unknown:
-            raise ValueError(f"unknown attention option(s) {unknown}; valid: {names}")
+            raise UsageError(f"unknown attention option(s) {unknown}{did_you_mean(str(unknown[0]), names)}; valid: {names}")
         return cls(**options)
 
     def to_dict(self) -> dict[str, Any]:

@@ -9,15 +9,24 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import NoReturn
 
 from sdviz._version import __version__
+from sdviz.validation import UsageError, one_line
 
 COMMANDS = ("generate", "compare", "report", "schedulers", "train", "evaluate")
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr (exit status 2), as the commands' own are."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser of the `sdviz` command with every subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sdviz",
         description="See inside Stable Diffusion: generate, capture every step, and draw it.",
     )
@@ -44,8 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError, OSError) as e:
-        print(f"sdviz {args.command}: error: {e}", file=sys.stderr)
+    except (UsageError, ValueError, OSError) as e:
+        # a user's mistake (UsageError, its TypeError kind included), a refused value or a missing file: one line;
+        # anything else (TypeError, KeyError, IndexError, ...) is a bug and keeps its traceback
+        print(f"sdviz {args.command}: error: {one_line(e)}", file=sys.stderr)
         return 2
 
 

@@ -16,6 +16,7 @@ from sdviz import schedulers as registry
 from sdviz.capturing import generate
 from sdviz.schedulers import spec_key
 from sdviz.trace import Trace
+from sdviz.validation import UsageError, check_guidance, check_int, check_seed
 
 Spec = str | tuple[str, dict[str, Any]]
 
@@ -56,12 +57,15 @@ def compare(
     """
     specs = list(schedulers) if schedulers is not None else registry.names()
     if not specs:
-        raise ValueError("schedulers is empty; pass names such as ['euler', 'ddim'] or None for all")
-    for s in specs:  # refuse a bad name or setting before anything runs
-        registry.resolve(s, pipe.scheduler.config)
-    bad = [n for n in steps if not isinstance(n, int) or n < 1]
-    if bad or not steps:
-        raise ValueError(f"steps must be a non-empty list of positive ints, got {list(steps)}")
+        raise UsageError("schedulers is empty; pass names such as ['euler', 'ddim'] or None for all")
+    if isinstance(steps, int | str) or not list(steps):
+        raise UsageError(f"steps must be a non-empty list of positive ints such as [10, 25], got {steps!r}")
+    for s in specs:  # refuse a bad name, setting or step count before anything runs
+        sched = registry.resolve(s, pipe.scheduler.config)
+        for n in steps:
+            registry.check_steps(sched, n) if sched is not None else check_int("steps", n, low=1)
+    check_seed(seed)
+    check_guidance(guidance_scale)
     jobs = [(spec, n) for spec in specs for n in steps]
     kwargs = dict(seed=seed, guidance_scale=guidance_scale, negative_prompt=negative_prompt, height=height,
                   width=width, keep=keep, dtype=dtype, every=every, attention=attention)

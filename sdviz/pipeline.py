@@ -16,6 +16,7 @@ from diffusers import DiffusionPipeline, StableDiffusionPipeline
 
 from sdviz.checkpoints import checkpoint_config, checkpoint_family, embedded_path
 from sdviz.quiet import quiet
+from sdviz.validation import UsageError, UsageTypeError, check_device_name
 
 __all__ = ["CHECKPOINT_SUFFIXES", "EMBEDDED_ID", "SUPPORTED", "embedded_path", "load_pipeline", "pipeline_class",
            "resolve_device"]  # fmt: skip
@@ -45,7 +46,7 @@ def pipeline_class(model_index: dict[str, Any], in_channels: int | None = None) 
     if name == "StableDiffusionInpaintPipelineLegacy":
         name = "StableDiffusionInpaintPipeline"
     if name not in SUPPORTED:
-        raise ValueError(
+        raise UsageError(
             f"{name or 'this pipeline'} is not a family sdviz captures (it hooks UNet-based Stable Diffusion "
             f"runs); supported: SD 1.x/2.x and SDXL (base and refiner), text-to-image, img2img and inpainting: "
             f"{', '.join(SUPPORTED)}"
@@ -55,11 +56,24 @@ def pipeline_class(model_index: dict[str, Any], in_channels: int | None = None) 
     return getattr(diffusers, name)
 
 
-def _folder_class(folder: Path) -> type[DiffusionPipeline]:
-    """Return the pipeline class of a local diffusers folder."""
+def _folder_class(folder: Path, whole: bool = True) -> type[DiffusionPipeline]:
+    """Return the pipeline class of a local diffusers folder (`whole`: with every component's folder)."""
     if not (folder / "model_index.json").is_file():
-        raise ValueError(f"{folder} has no model_index.json: pass a diffusers folder (`pipe.save_pretrained(...)`)")
-    index = json.loads((folder / "model_index.json").read_text())
+        raise UsageError(f"{folder} has no model_index.json: pass a diffusers folder (`pipe.save_pretrained(...)`)")
+    try:
+        index = json.loads((folder / "model_index.json").read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UsageError(f"{folder / 'model_index.json'} is not valid JSON ({e}); write it again with "
+                         "`pipe.save_pretrained(...)`") from None  # fmt: skip
+    if not isinstance(index, dict) or "_class_name" not in index:
+        raise UsageError(f"{folder / 'model_index.json'} names no pipeline class (_class_name): it is not a "
+                         "diffusers pipeline folder; write one with `pipe.save_pretrained(...)`")  # fmt: skip
+    # a component the index lists (["diffusers", "UNet2DConditionModel"]) must have its folder
+    missing = [k for k, v in index.items() if not k.startswith("_") and isinstance(v, list) and len(v) == 2
+               and v[0] is not None and not (folder / k).is_dir()]  # fmt: skip
+    if missing and whole:
+        raise UsageError(f"{folder} lacks the component folder(s) {missing} its model_index.json lists; "
+                         "copy the whole pipeline folder")  # fmt: skip
     unet = folder / "unet" / "config.json"
     in_channels = json.loads(unet.read_text()).get("in_channels") if unet.is_file() else None
     return pipeline_class(index, in_channels)
@@ -71,9 +85,19 @@ def _extra(cls: type) -> dict[str, Any]:
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """Turn None or "auto" into CUDA when present, else the CPU."""
+    check_device_name(device)
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"device {str(device)!r}: this machine has no CUDA device (or torch is a CPU build); "
+                         "use device='cpu' or 'auto'")  # fmt: skip
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise UsageError(f"device {str(device)!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                         f"cuda:0..cuda:{torch.cuda.device_count() - 1}")  # fmt: skip
+    if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise UsageError(f"device {str(device)!r}: MPS is not available here; use device='cpu' or 'auto'")
+    return dev
 
 
 def load_pipeline(
@@ -105,6 +129,13 @@ def load_pipeline(
             video, ...), or the file is of the wrong kind.
         OSError: a hub id that is neither reachable nor cached.
     """
+    if model is not None and not isinstance(model, str | os.PathLike):
+        raise UsageTypeError(f"model must be a path, a hub id or None (the embedded model), got {type(model).__name__}")
+    if model is not None and not os.fspath(model).strip():
+        raise UsageError("model is an empty string: pass a diffusers folder, a .safetensors/.ckpt file, a hub id, "
+                         "or None for the embedded model")  # fmt: skip
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise UsageTypeError(f"dtype must be a floating torch.dtype such as torch.float16, got {dtype!r}")
     dev = resolve_device(device)
     if dtype is None:
         dtype = torch.float16 if dev.type == "cuda" else torch.float32
@@ -143,7 +174,7 @@ def _load(model, config, kwargs) -> tuple[DiffusionPipeline, str]:
         path = Path(source).expanduser()
         if path.is_dir():
             if not (path / "model_index.json").is_file():
-                raise ValueError(
+                raise UsageError(
                     f"{path} has no model_index.json, so it is not a diffusers pipeline folder: pass a folder "
                     "written by `pipe.save_pretrained(...)`, or a single .safetensors/.ckpt checkpoint file"
                 )
@@ -197,12 +228,12 @@ def _safetensors_keys(path: Path) -> set[str]:
         with safe_open(str(path), framework="pt") as f:
             return set(f.keys())
     except Exception as e:  # noqa: BLE001 - safetensors raises several types for a bad file
-        raise ValueError(f"{path} is not a readable .safetensors file: {e}") from None
+        raise UsageError(f"{path} is not a readable .safetensors file: {e}") from None
 
 
 def _load_single_file(path: Path, config: str | os.PathLike | None, kwargs: dict) -> DiffusionPipeline:
     if path.suffix not in CHECKPOINT_SUFFIXES:
-        raise ValueError(
+        raise UsageError(
             f"{path} is a {path.suffix or 'suffix-less'} file; load_pipeline takes a diffusers folder, a hub id, "
             f"or a single original-layout checkpoint ending in {' or '.join(CHECKPOINT_SUFFIXES)}"
         )
@@ -217,18 +248,18 @@ def _load_single_file(path: Path, config: str | os.PathLike | None, kwargs: dict
             file = Path(tmp) / (path.stem + ".safetensors")
             save_file({k: v.contiguous() for k, v in read_checkpoint(path).items()}, str(file))
         if not any(k.startswith(UNET_PREFIX) for k in _safetensors_keys(file)):
-            raise ValueError(
+            raise UsageError(
                 f"{path} is not an original-layout Stable Diffusion checkpoint (no 'model.diffusion_model.*' keys); "
                 "for diffusers-format weights pass their folder instead"
             )
         family = checkpoint_family(file)
         if family != "SD 1.x" and config is None:
-            raise ValueError(
+            raise UsageError(
                 f"{path} is an {family} checkpoint; sdviz ships configs for SD 1.x only: pass config= a local "
                 f"diffusers folder of the same model (its model_index.json and component configs, weights not needed)"
             )
         folder = Path(config) if config is not None else checkpoint_config(file)
-        cls = _folder_class(folder)
+        cls = _folder_class(folder, whole=False)  # configs only: the bundled tokenizer stands in for a missing one
         tokenizers = {}  # a config folder without tokenizer files gets the bundled one, padded as the family pads
         for name, pad in (("tokenizer", "<|endoftext|>" if family == "SD 1.x" else "!"), ("tokenizer_2", "!")):
             if name in cls._get_signature_keys(cls)[0] and not (folder / name / "vocab.json").is_file():

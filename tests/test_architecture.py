@@ -12,7 +12,8 @@ import pytest
 PACKAGE = Path(__file__).parents[1] / "sdviz"
 LEAVES = ["sdviz._version", "sdviz.tokens", "sdviz.attention_options", "sdviz.overlap", "sdviz.attention_maps",
           "sdviz.latent_rgb", "sdviz.images", "sdviz.suggest", "sdviz.quiet", "sdviz.trace_compat", "sdviz.step",
-          "sdviz.trace_file"]  # fmt: skip
+          "sdviz.trace_file",
+          "sdviz.validation"]  # fmt: skip
 BOTTOM = [*LEAVES, "sdviz.trace", "sdviz.schedules"]
 DRAWING = [*BOTTOM, "sdviz.preview*", "sdviz.plot*"]
 CAPTURE = [*BOTTOM, "sdviz.schedulers*", "sdviz.tokenizer", "sdviz.attention", "sdviz.capturing*"]

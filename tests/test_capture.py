@@ -151,13 +151,13 @@ def test_keep_every_dtype(embedded_pipe):
 
 
 def test_bad_capture_options(embedded_pipe):
-    with pytest.raises(ValueError, match="unknown field.*choose from"):
+    with pytest.raises(ValueError, match="unknown keep entry.*choose from"):
         sdviz.capture(embedded_pipe, keep=["latent"])
-    with pytest.raises(ValueError, match="every must be a positive int"):
+    with pytest.raises(ValueError, match="every must be an int >= 1"):
         sdviz.capture(embedded_pipe, every=0)
     with pytest.raises(TypeError, match="floating torch.dtype"):
         sdviz.capture(embedded_pipe, dtype=torch.int8)
-    with pytest.raises(ValueError, match="steps must be a positive int"):
+    with pytest.raises(ValueError, match=r"steps must be an int in \[1, 1000\]"):
         sdviz.generate(embedded_pipe, PROMPT, steps=0)
 
 

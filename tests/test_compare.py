@@ -34,7 +34,7 @@ def test_grid_same_noise(embedded_pipe):
 def test_bad_names_fail_before_running(embedded_pipe):
     with pytest.raises(ValueError, match="eulr"):
         sdviz.compare(embedded_pipe, PROMPT, schedulers=["euler", "eulr"], steps=[2])
-    with pytest.raises(ValueError, match="positive ints"):
+    with pytest.raises(ValueError, match=r"steps must be an int in \[1, 1000\], got 0"):
         sdviz.compare(embedded_pipe, PROMPT, schedulers=["euler"], steps=[0])
 
 

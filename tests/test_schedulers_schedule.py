@@ -69,7 +69,7 @@ class _Fail(logging.Handler):
 
 
 def test_schedule_refuses_bad_steps():
-    with pytest.raises(ValueError, match="steps must be a positive int"):
+    with pytest.raises(ValueError, match="steps must be an int >= 1, got 0"):
         schedulers.schedule("euler", 0)
 
 

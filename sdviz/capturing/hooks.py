@@ -24,6 +24,7 @@ from sdviz.capturing.scheduler_step import (
 from sdviz.images import tensor_to_pil
 from sdviz.schedules import predict_x0
 from sdviz.trace import STEP_FIELDS, Kept, Step, Trace
+from sdviz.validation import UsageTypeError, check_int, check_names
 
 ALL_FIELDS = frozenset(STEP_FIELDS)
 # the captures active on each pipeline, in the order they began: their scheduler wrappers and attention
@@ -78,14 +79,10 @@ class capture:  # noqa: N801 - used as a function-like context manager, as `open
         prompt_2: str | list[str] | None = None,
         mask_image: Any = None,
     ) -> None:
-        keep = ALL_FIELDS if keep is None else frozenset(keep)
-        unknown = sorted(keep - ALL_FIELDS)
-        if unknown:
-            raise ValueError(f"unknown field(s) {unknown} in keep; choose from {sorted(ALL_FIELDS)}")
-        if not isinstance(every, int) or every < 1:
-            raise ValueError(f"every must be a positive int, got {every!r}")
+        keep = ALL_FIELDS if keep is None else frozenset(check_names("keep", keep, ALL_FIELDS))
+        every = check_int("every", every, low=1)
         if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
-            raise TypeError(f"dtype must be a floating torch.dtype such as torch.float16, got {dtype!r}")
+            raise UsageTypeError(f"dtype must be a floating torch.dtype such as torch.float16, got {dtype!r}")
         self.pipe = pipe
         self.keep = keep
         self.dtype = dtype

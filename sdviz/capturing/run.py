@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -12,9 +14,23 @@ from PIL import Image
 from sdviz.attention_maps import AttentionOptions
 from sdviz.capturing.hooks import capture
 from sdviz.quiet import quiet
-from sdviz.schedulers import use_scheduler
+from sdviz.schedulers import check_steps, resolve, use_scheduler
 from sdviz.suggest import did_you_mean
 from sdviz.trace import Img2Img, Trace
+from sdviz.validation import (
+    MAX_IMAGES,
+    UsageError,
+    UsageTypeError,
+    check_float,
+    check_guidance,
+    check_image_size,
+    check_int,
+    check_prompt,
+    check_seed,
+    check_size,
+    check_strength,
+    steps_for_strength,
+)
 
 
 def generate(
@@ -76,8 +92,10 @@ def generate(
     Raises:
         KeyboardInterrupt: re-raised with the steps captured so far in its `trace` attribute.
     """
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    checked = _check_arguments(pipe, locals())
+    sched, steps, image, mask_image = checked["scheduler"], checked["steps"], checked["image"], checked["mask_image"]
+    prompt, negative_prompt, seed = checked["prompt"], checked["negative_prompt"], checked["seed"]
+    guidance_scale, strength, height, width = checked["guidance_scale"], checked["strength"], checked["height"], checked["width"]
     call: dict[str, Any] = {
         "num_inference_steps": steps,
         "guidance_scale": guidance_scale,
@@ -98,7 +116,7 @@ def generate(
     settings = (seed, guidance_scale, image, strength, denoising_start, denoising_end)
     try:
         # SDXL casts its VAE to float32 on every run, and diffusers warns each time even when nothing changes
-        with use_scheduler(run_pipe, scheduler, seed=seed), cap, quiet("diffusers.models.modeling_utils"):
+        with use_scheduler(run_pipe, sched, seed=seed), cap, quiet("diffusers.models.modeling_utils"):
             run_pipe(prompt, **call)
     except KeyboardInterrupt as e:
         e.trace = _settings(cap.trace, *settings)
@@ -117,7 +135,7 @@ def _family_options(run_pipe: Any, latents: Any, start: Any, end: Any, extra: di
     img2img = "image" in call and "mask_image" not in call
     if latents is not None:
         if img2img:
-            raise ValueError("latents= sets the initial noise of text-to-image and inpainting runs; img2img starts "
+            raise UsageError("latents= sets the initial noise of text-to-image and inpainting runs; img2img starts "
                              "from image= (for SDXL, pass latents as image=)")  # fmt: skip
         out["latents"] = latents
     for name, value in (("denoising_start", start), ("denoising_end", end)):
@@ -125,18 +143,18 @@ def _family_options(run_pipe: Any, latents: Any, start: Any, end: Any, extra: di
             continue
         if name not in inspect.signature(run_pipe.__call__).parameters:
             what = "SDXL pipelines" if name == "denoising_end" else "SDXL img2img and inpainting (pass image=)"
-            raise ValueError(f"{name} applies to {what}; {type(run_pipe).__name__} does not take it")
+            raise UsageError(f"{name} applies to {what}; {type(run_pipe).__name__} does not take it")
         if not 0.0 < float(value) < 1.0:
-            raise ValueError(f"{name} must be in (0, 1), got {value}")
+            raise UsageError(f"{name} must be in (0, 1), got {value}")
         out[name] = float(value)
     if extra:
         accepted = set(inspect.signature(run_pipe.__call__).parameters) - {"self", "kwargs", "prompt"}
         own = sorted(set(extra) & _OWN)
         unknown = sorted(set(extra) - accepted)
         if own:
-            raise ValueError(f"pipeline_kwargs {own} are generate()'s own arguments: pass them directly")
+            raise UsageError(f"pipeline_kwargs {own} are generate()'s own arguments: pass them directly")
         if unknown:
-            raise ValueError(f"{type(run_pipe).__name__} takes no {unknown}{did_you_mean(unknown[0], accepted)}; "
+            raise UsageError(f"{type(run_pipe).__name__} takes no {unknown}{did_you_mean(unknown[0], accepted)}; "
                              f"it takes {sorted(accepted)}")  # fmt: skip
         out.update(extra)
     return out
@@ -161,20 +179,20 @@ def family_pipeline(pipe: Any, *, image: Any = None, mask_image: Any = None, str
     family = "StableDiffusionXL" if xl else "StableDiffusion"
     if mask_image is not None:
         if image is None:
-            raise ValueError("mask_image= inpaints an image: pass the image to repaint as image= too")
+            raise UsageError("mask_image= inpaints an image: pass the image to repaint as image= too")
         task = "Inpaint"
     elif image is not None:
         task = "Img2Img"
     else:
         task = ""
     if inpainting_unet and task != "Inpaint":
-        raise ValueError(f"{type(pipe).__name__} has a 9-channel inpainting UNet: pass image= and mask_image= "
+        raise UsageError(f"{type(pipe).__name__} has a 9-channel inpainting UNet: pass image= and mask_image= "
                          "(it cannot run text-to-image or img2img)")  # fmt: skip
     if xl and task == "" and getattr(pipe, "text_encoder", None) is None:
-        raise ValueError("this SDXL pipeline has no first text encoder (a refiner): it refines an image, "
+        raise UsageError("this SDXL pipeline has no first text encoder (a refiner): it refines an image, "
                          "pass image= (e.g. a base run's last latents) and denoising_start=")  # fmt: skip
-    if task and not 0.0 < strength <= 1.0:
-        raise ValueError(f"strength must be in (0, 1], got {strength}")
+    if task:
+        check_float("strength", strength, low=0.0, high=1.0, low_open=True)
     cls = getattr(diffusers, f"{family}{task}Pipeline")
     if type(pipe) is cls:
         return pipe
@@ -192,3 +210,71 @@ def _settings(trace: Trace, seed: int | None, guidance_scale: float, image: Any,
     trace.img2img = Img2Img(float(strength), denoising_start) if image is not None else None
     trace.denoising_end = denoising_end
     return trace
+
+
+def _check_arguments(pipe: Any, args: dict[str, Any]) -> dict[str, Any]:
+    """Check generate()'s arguments before the pipeline is touched; return them normalised, the scheduler built."""
+    out = dict(args)
+    out["prompt"] = prompt = check_prompt(args["prompt"])
+    batch = None if isinstance(prompt, str) else len(prompt)
+    out["negative_prompt"] = check_prompt(args["negative_prompt"], "negative_prompt", batch=batch, optional=True)
+    out["seed"] = check_seed(args["seed"])
+    out["guidance_scale"] = check_guidance(args["guidance_scale"])
+    check_int("num_images_per_prompt", args["num_images_per_prompt"], low=1, high=MAX_IMAGES)
+    check_int("every", args["every"], low=1)
+    factor = int(getattr(pipe, "vae_scale_factor", 8))
+    image, mask = args["image"], args["mask_image"]
+    out["image"] = _as_rgb(image, "image", factor) if image is not None else None
+    out["mask_image"] = _as_rgb(mask, "mask_image", factor, mode="L") if mask is not None else None
+    if image is not None and mask is None and (args["height"] is not None or args["width"] is not None):
+        raise UsageError("height and width do not apply to img2img: the result has the size of image= (resize it first)")
+    h, w, note = check_size(args["height"], args["width"], factor=factor, default=_default_size(pipe, factor))
+    if note and (image is None or mask is not None):
+        warnings.warn(note, stacklevel=3)  # trace.height and trace.width record the size used
+    out["height"], out["width"] = (args["height"], args["width"]) if image is not None and mask is None else (h, w)
+    sched = resolve(args["scheduler"], getattr(pipe.scheduler, "config", None), seed=out["seed"]) or pipe.scheduler
+    out["scheduler"], out["steps"] = sched, check_steps(sched, args["steps"])
+    strength = args["strength"]
+    if image is not None and args["denoising_start"] is None:  # denoising_start replaces strength
+        strength = check_strength(strength, out["steps"])
+    out["strength"] = strength
+    _check_attention_steps(args["attention"], sched, out["steps"], strength if image is not None else 1.0)
+    return out
+
+
+def _default_size(pipe: Any, factor: int) -> tuple[int, int]:
+    """Return the model's default (height, width) in pixels."""
+    size = getattr(pipe, "default_sample_size", None) or getattr(pipe.unet.config, "sample_size", 64)
+    h, w = (size, size) if isinstance(size, int) else tuple(size)
+    return int(h) * factor, int(w) * factor
+
+
+def _as_rgb(image: Any, name: str, factor: int, mode: str = "RGB") -> Any:
+    """Return a PIL image in `mode` (RGBA, L, P, ... converted: diffusers reads 4 channels as latents); others as given."""
+    if isinstance(image, Image.Image):
+        check_image_size(image.size, factor)
+        return image if image.mode == mode else image.convert(mode)
+    if isinstance(image, torch.Tensor) or type(image).__name__ == "ndarray":
+        if image.ndim < 2 or min(image.shape[-2:]) < 1:
+            raise UsageError(f"{name} is a tensor of shape {tuple(image.shape)}: pass (C, H, W) or (B, C, H, W)")
+        return image
+    if isinstance(image, list) and image and all(isinstance(i, Image.Image) for i in image):
+        return [_as_rgb(i, name, factor, mode) for i in image]
+    hint = ": open the file with PIL.Image.open(...)" if isinstance(image, str) else ""
+    raise UsageTypeError(f"{name} must be a PIL image, a tensor or an array, got {type(image).__name__}{hint}")
+
+
+def _check_attention_steps(attention: Any, sched: Any, steps: int, strength: float) -> None:
+    """Refuse attention steps that start after the run's last UNet evaluation (they would record nothing)."""
+    if not attention:
+        return
+    options = AttentionOptions.parse(attention)
+    if options.steps is None or not hasattr(sched, "set_timesteps"):
+        return
+    probe = copy.deepcopy(sched)
+    probe.set_timesteps(steps, device="cpu")
+    skipped = steps - steps_for_strength(steps, strength)  # img2img starts part-way
+    evals = len(probe.timesteps) - skipped * int(getattr(probe, "order", 1))
+    if options.steps[0] >= evals:
+        raise UsageError(f"attention steps {options.steps} start after the run's last UNet evaluation: this run "
+                         f"makes {evals} (0..{evals - 1}); pass steps=(0, {evals}) or fewer")  # fmt: skip

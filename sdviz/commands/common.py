@@ -44,3 +44,41 @@ def add_run_options(
 def output_path(value: str | Path, package: Callable[[], Path]) -> Path:
     """Return `value` as a path, or the installed package's own file when it is the word `package`."""
     return package() if str(value) == PACKAGE else Path(value)
+
+
+def check_run_args(args: argparse.Namespace) -> None:
+    """Check the shared options a command was given before any model loads (one line and exit 2 when wrong)."""
+    from sdviz.validation import MAX_SIDE, check_device_name, check_guidance, check_int, check_seed
+
+    if getattr(args, "device", None) is not None:
+        check_device_name(args.device)
+        from sdviz.pipeline import resolve_device
+
+        resolve_device(args.device)  # refuses cuda on a machine without it
+    if isinstance(getattr(args, "steps", None), int):
+        check_int("--steps", args.steps, low=1)
+    if getattr(args, "seed", None) is not None:
+        check_seed(args.seed)
+    if getattr(args, "guidance_scale", None) is not None:
+        check_guidance(args.guidance_scale)
+    for name in ("height", "width"):
+        if getattr(args, name, None) is not None:
+            check_int(f"--{name}", getattr(args, name), low=1, high=MAX_SIDE)
+    scheduler = getattr(args, "scheduler", None)
+    if isinstance(scheduler, str) and scheduler != "own":
+        from sdviz import schedulers
+
+        schedulers.validate(scheduler)  # an unknown name, with the closest match
+
+
+def step_counts(spec: str, option: str = "--steps") -> list[int]:
+    """Return the step counts of a value such as '25' or '10,25', each a positive int."""
+    from sdviz.validation import UsageError, check_int
+
+    try:
+        counts = [int(s) for s in spec.split(",") if s.strip()]
+    except ValueError:
+        raise UsageError(f"{option} must be positive integers separated by commas such as 10,25, got {spec!r}") from None
+    if not counts:
+        raise UsageError(f"{option} must be positive integers separated by commas such as 10,25, got {spec!r}")
+    return [check_int(option, n, low=1) for n in counts]

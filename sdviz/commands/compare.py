@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sdviz.commands.common import add_run_options
+from sdviz.commands.common import add_run_options, check_run_args, step_counts
 from sdviz.commands.outputs import add_overwrite_option, refuse_existing, remove_comparison
 
 
@@ -31,15 +31,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
+    from sdviz import schedulers
     from sdviz.comparison import compare, write_index
     from sdviz.pipeline import load_pipeline
     from sdviz.report import write_comparison_page
+    from sdviz.validation import UsageError
 
-    try:
-        steps = [int(s) for s in args.steps.split(",") if s.strip()]
-    except ValueError:
-        raise ValueError(f"--steps must be comma-separated integers such as 10,25; got {args.steps!r}") from None
+    check_run_args(args)
+    steps = step_counts(args.steps)
     names = [s.strip() for s in args.schedulers.split(",") if s.strip()] if args.schedulers else None
+    if args.schedulers is not None and not names:
+        raise UsageError("--schedulers needs comma-separated scheduler names, e.g. euler,ddim (or leave it out for all)")
+    for name in names or []:
+        schedulers.validate(name)  # an unknown name, with the closest match, before the model loads
     out = Path(args.out)
     refuse_existing([out / "index.json"], args.overwrite, "an earlier `sdviz compare`")  # before anything runs
     pipe = load_pipeline(args.model, device=args.device)

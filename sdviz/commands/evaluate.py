@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from sdviz.commands.common import add_run_options
+from sdviz.commands.common import add_run_options, check_run_args, step_counts
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,13 +33,21 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from sdviz import schedulers
     from sdviz.pipeline import load_pipeline
     from sdviz.train.checker import Checker
     from sdviz.train.evaluation import evaluate
+    from sdviz.validation import check_int
 
+    check_run_args(args)
+    check_int("--n-prompts", args.n_prompts, low=1)
+    check_int("--per-prompt", args.per_prompt, low=1)
     names = _scheduler_names(args.schedulers)
-    steps = _step_counts(args.steps)
+    steps = step_counts(args.steps)
     pipe = load_pipeline(args.model, device="cpu")
+    for name in names:  # each step count within what each scheduler runs, before the first run
+        for n in steps:
+            schedulers.check_steps(schedulers.make(name, pipe.scheduler.config), n)
     checker = Checker(args.checker)
     results = []
     if not args.json:
@@ -74,23 +82,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _scheduler_names(spec: str) -> list[str]:
     """Return the scheduler names of a `--schedulers` value ('all', or a comma-separated list)."""
     from sdviz import schedulers
+    from sdviz.validation import UsageError
 
     if spec.strip().lower() == "all":
         return schedulers.names()
     names = [s.strip() for s in spec.split(",") if s.strip()]
     if not names:
-        raise ValueError("--schedulers needs a scheduler name, a comma-separated list or 'all'")
+        raise UsageError("--schedulers needs a scheduler name, a comma-separated list or 'all'")
     for name in names:
         schedulers.make(name)  # raises with the valid names and the closest match
     return names
-
-
-def _step_counts(spec: str) -> list[int]:
-    """Return the step counts of a `--steps` value such as '25' or '10,25'."""
-    try:
-        counts = [int(s) for s in spec.split(",") if s.strip()]
-    except ValueError:
-        raise ValueError(f"--steps must be positive integers separated by commas, got {spec!r}") from None
-    if not counts or min(counts) < 1:
-        raise ValueError(f"--steps must be positive integers separated by commas, got {spec!r}")
-    return counts

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sdviz.commands.common import add_run_options
+from sdviz.commands.common import add_run_options, check_run_args
 from sdviz.commands.outputs import add_overwrite_option, refuse_existing, run_stem
 
 
@@ -40,6 +40,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from sdviz.capturing import generate
     from sdviz.pipeline import load_pipeline
 
+    check_run_args(args)
     stem = _stem(args)
     refuse_existing(_outputs(stem, args), args.overwrite)  # before the model runs
     pipe = load_pipeline(args.model, device=args.device)

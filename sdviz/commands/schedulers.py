@@ -27,9 +27,10 @@ def _cmd_schedulers(args: argparse.Namespace) -> int:
             raise ValueError("--steps needs a scheduler NAME, e.g. `sdviz schedulers euler --steps 20`")
         print(format_list())
         return 0
-    print(format_info(schedulers.describe(args.name)))
-    if args.steps is not None:
-        s = schedulers.schedule(args.name, args.steps)
+    info = schedulers.describe(args.name)
+    s = schedulers.schedule(args.name, args.steps) if args.steps is not None else None  # refused before printing
+    print(format_info(info))
+    if s is not None:
         print(f"\nschedule for {args.steps} steps on SD 1.5's config ({s.num_unet_evals} UNet evaluations):")
         print(_table(["#", "timestep", "sigma"], [
             [str(i), f"{t:g}", f"{sg:.4f}"] for i, (t, sg) in enumerate(zip(s.timesteps.tolist(), s.sigmas.tolist(), strict=True))

@@ -68,7 +68,18 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _check(args: argparse.Namespace) -> None:
+    """Refuse counts that would train nothing (an untrained model written as if trained) or cannot run."""
+    from sdviz.validation import check_int
+
+    for option, low in (("steps", 1), ("batch_size", 1), ("threads", 1), ("decoder_steps", 0)):
+        value = getattr(args, option, None)
+        if value is not None:
+            check_int(f"--{option.replace('_', '-')}", value, low=low)
+
+
 def _override(cfg, args, **fields):
+    _check(args)
     changes = {k: v for k, v in fields.items() if v is not None}
     if args.threads is not None:
         changes["threads"] = args.threads
@@ -126,6 +137,7 @@ def _cmd_diffusion(args: argparse.Namespace) -> int:
     from sdviz.train.diffusion import encode_latents, latent_std, make_pipeline, train_diffusion
     from sdviz.train.export import export_pipeline
 
+    _check(args)
     if not (Path(args.vae) / "config.json").is_file():
         raise FileNotFoundError(f"no AutoencoderKL at {args.vae}; train one with `sdviz train autoencoder`")
     cfg = _override(embedded.DIFFUSION, args, steps=args.steps, batch_size=args.batch_size)
@@ -146,6 +158,7 @@ def _cmd_diffusion(args: argparse.Namespace) -> int:
 def _cmd_checker(args: argparse.Namespace) -> int:
     from sdviz.train.checker import train_checker, weights_path
 
+    _check(args)
     out = output_path(args.out, weights_path)
     _, acc = train_checker(out, steps=args.steps, threads=args.threads or 1, progress=not args.quiet)
     print(f"checker: {out} (accuracy on fresh renders {acc:.4f})")

@@ -11,6 +11,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from sdviz.schedulers.checks import base_config, validate
 from sdviz.schedulers.registry import class_params, lookup, scheduler_class
+from sdviz.validation import UsageError, UsageTypeError
 
 # What every SD 1.x/2.x and SDXL scheduler config says, where diffusers' class defaults suit pixel-space models
 # instead (x0 clipped to [-1, 1], PNDM's Runge-Kutta warm-up, DDIM's final alpha of 1); used where a config is silent
@@ -44,7 +45,24 @@ def make(name: str, config: dict[str, Any] | None = None, **params: Any) -> Sche
             "lower_order_final", False
         )
     kwargs.update(settings)
-    return scheduler_class(cls_name).from_config(kwargs)
+    sched = scheduler_class(cls_name).from_config(kwargs)
+    _check_signal(sched)
+    return sched
+
+
+def _check_signal(sched: SchedulerMixin) -> None:
+    """Refuse betas that leave no signal by the last training step (alpha_bar 0: infinite sigma, NaN latents)."""
+    alphas_cumprod = getattr(sched, "alphas_cumprod", None)
+    if alphas_cumprod is None or getattr(sched.config, "rescale_betas_zero_snr", False):
+        return  # zero terminal SNR is that option's purpose
+    last = float(alphas_cumprod[-1])
+    if not last > 0.0 or last != last:
+        cfg = sched.config
+        raise UsageError(
+            f"{type(sched).__name__}: beta_start={cfg.beta_start:g}, beta_end={cfg.beta_end:g} "
+            f"({cfg.beta_schedule}) leave no signal by the last training step (alpha_bar = {last:g}); "
+            "SD uses beta_start=0.00085, beta_end=0.012"
+        )
 
 
 def parse_spec(spec: Any) -> tuple[str, dict[str, Any]]:
@@ -57,7 +75,7 @@ def parse_spec(spec: Any) -> tuple[str, dict[str, Any]]:
         return spec[0], dict(spec[1])
     if isinstance(spec, dict) and "name" in spec:
         return spec["name"], {k: v for k, v in spec.items() if k != "name"}
-    raise TypeError(
+    raise UsageTypeError(
         "scheduler must be None, a name such as 'euler', a (name, {params}) tuple, a dict with a 'name' key, "
         f"or a diffusers scheduler; got {type(spec).__name__}"
     )

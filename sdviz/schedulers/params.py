@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from sdviz.validation import UsageError, UsageTypeError
+
 _BETAS = ("linear", "scaled_linear", "squaredcos_cap_v2")
 _SPACINGS = ("linspace", "leading", "trailing")
 _PREDICTIONS = ("epsilon", "sample", "v_prediction")
@@ -149,12 +151,12 @@ def params_of(cls: type) -> list[Param]:
 def check_value(cls_name: str, param: Param, value: Any) -> None:
     """Raise TypeError when `value` has the wrong type for `param`, ValueError when it is not allowed."""
     if not _is_instance(value, param.annotation):
-        raise TypeError(
+        raise UsageTypeError(
             f"{cls_name}: {param.name} must be {param.type}, got {type(value).__name__} {value!r}"
             + (f"; use one of {list(param.allowed)}" if param.allowed else "")
         )
     if param.allowed is not None and value not in param.allowed:
-        raise ValueError(f"{cls_name}: {param.name}={value!r} is not one of {list(param.allowed)}")
+        raise UsageError(f"{cls_name}: {param.name}={value!r} is not one of {list(param.allowed)}")
 
 
 def _base(ann: Any) -> Any:

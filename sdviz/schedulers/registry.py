@@ -38,6 +38,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from sdviz.schedulers.params import Param, params_of
 from sdviz.schedules import SD15_SCHEDULER_CONFIG
 from sdviz.suggest import did_you_mean
+from sdviz.validation import UsageError, UsageTypeError
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,7 @@ class SchedulerInfo:
         for p in self.params:
             if p.name == name:
                 return p
-        raise ValueError(f"{self.name} has no parameter {name!r}{did_you_mean(name, [p.name for p in self.params])}")
+        raise UsageError(f"{self.name} has no parameter {name!r}{did_you_mean(name, [p.name for p in self.params])}")
 
 
 def names() -> list[str]:
@@ -195,12 +196,12 @@ def sd15_config() -> dict[str, Any]:
 def lookup(name: str) -> tuple[str, dict[str, Any]]:
     """Return the class name and alias settings that `name` (a class name or an alias) stands for."""
     if not isinstance(name, str):
-        raise TypeError(f"a scheduler name must be a str, got {type(name).__name__}")
+        raise UsageTypeError(f"a scheduler name must be a str, got {type(name).__name__}")
     if name in _REGISTRY or name in _ALIASES:
         cls, settings = (name, {}) if name in _REGISTRY else _ALIASES[name]
         if not _installed(cls):
             package, how = _BACKENDS.get(cls, ("a package diffusers did not find", "see diffusers' install notes"))
-            raise ValueError(f"{cls} needs the {package} package: {how}")
+            raise UsageError(f"{cls} needs the {package} package: {how}")
         return cls, dict(settings)
     folded = {k.lower(): k for k in (*_REGISTRY, *_ALIASES)}
     if name.lower() in folded:
@@ -209,8 +210,8 @@ def lookup(name: str) -> tuple[str, dict[str, Any]]:
     if name in _LEFT_OUT or (hasattr(diffusers, name) and name.endswith("Scheduler")):
         why, instead = _LEFT_OUT.get(name, ("it does not drive an SD 1.x UNet (see sdviz.schedulers' docstring)", None))
         use = f"; use {instead!r} instead" if instead else ""
-        raise ValueError(f"{name} is a diffusers scheduler, but {why}{use}; known: {', '.join(names())}")
-    raise ValueError(
+        raise UsageError(f"{name} is a diffusers scheduler, but {why}{use}; known: {', '.join(names())}")
+    raise UsageError(
         f"unknown scheduler {name!r}{did_you_mean(name, every)}; known: {', '.join(names())}; "
         f"aliases: {', '.join(sorted(_ALIASES))}"
     )

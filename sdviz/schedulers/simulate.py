@@ -11,8 +11,10 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from sdviz.quiet import quiet
 from sdviz.schedulers.build import make
+from sdviz.schedulers.checks import check_steps
 from sdviz.schedulers.registry import is_stochastic, method_order
 from sdviz.schedules import Schedule, sigma_at
+from sdviz.validation import check_int
 
 
 def schedule(name: str | SchedulerMixin, steps: int, config: Any = None, **params: Any) -> Schedule:
@@ -35,16 +37,17 @@ def schedule(name: str | SchedulerMixin, steps: int, config: Any = None, **param
         A `Schedule`.
 
     Raises:
-        ValueError, TypeError: as `validate`; ValueError also for steps < 1.
+        ValueError, TypeError: as `validate`; `UsageError` also for steps outside 1..the scheduler's most
+            (`check_steps`).
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    check_int("steps", steps, low=1)  # the scheduler's own most is checked once it is built
     config = config_of(config)
     with quiet("diffusers", warnings=True):  # torchsde warns on every Brownian-tree query
         if isinstance(name, SchedulerMixin):
             sched = make(type(name).__name__, {**name.config, **(config or {})}, **params)
         else:
             sched = make(name, config, **params)
+        check_steps(sched, steps)
         cls_name, cfg = type(sched).__name__, dict(sched.config)
         return simulate(sched, steps, order=method_order(cls_name, cfg), stochastic=is_stochastic(cls_name, cfg))
 
