@@ -85,6 +85,7 @@ class Trace:
             under guidance also "negative_text_embeds" and "negative_time_ids".
         mask: inpainting: the mask the run used, (H, W), 1 where it repainted (see `capture`).
         denoising_end: SDXL: the fraction of the schedule the run stopped at (a base handing over to a refiner).
+        notes: what the run decided for the user, in words (a size side taken from the model's default).
     """
 
     prompt: str = ""
@@ -118,6 +119,7 @@ class Trace:
     added_cond: dict[str, torch.Tensor] | None = None
     mask: torch.Tensor | None = None
     denoising_end: float | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def image(self) -> Image.Image | None:
@@ -248,6 +250,7 @@ def _flatten(trace: Trace) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         "tokens_2": dataclasses.asdict(trace.tokens_2) if trace.tokens_2 else None,
         "added_cond": sorted(trace.added_cond) if trace.added_cond is not None else None,
         "denoising_end": trace.denoising_end,
+        "notes": list(trace.notes),
     }
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     return tensors, meta
@@ -297,6 +300,7 @@ def _unflatten(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Trace:
         added_cond={k: tensors[f"added_cond.{k}"] for k in meta["added_cond"]} if meta.get("added_cond") else None,
         mask=tensors.get("mask"),
         denoising_end=meta.get("denoising_end"),
+        notes=meta.get("notes", []),
     )
 
 

@@ -153,7 +153,7 @@ _ATTENTION = {"bins": [[int]], "groups": [str], "tokens": [[str]], "image_size":
 _LATENT_RGB = {"weights": [[NUM]], "model": (str, "optional"), "key": (str, "optional"),
                "rmse": (NUM, None, "optional"), "baseline_rmse": (NUM, None, "optional")}  # fmt: skip
 # each record as `Trace.save` writes it; "optional": absent from older traces (`pipeline`, `tokens_2`,
-# `added_cond`, `denoising_end` from those saved before sdviz knew SDXL)
+# `added_cond`, `denoising_end` from those saved before sdviz knew SDXL; `notes`)
 SCHEMA = {
     "prompt": str, "negative_prompt": (str, None), "seed": (int, None), "guidance_scale": NUM,
     "height": int, "width": int, "model": str, "scheduler": str, "scheduler_config": dict,
@@ -164,7 +164,7 @@ SCHEMA = {
     "img2img": ({"strength": NUM, "denoising_start": (NUM, None, "optional")}, None),
     "compare_key": ([(str, int)], None), "latent_rgb": (_LATENT_RGB, None),
     "pipeline": (str, "optional"), "tokens_2": (_TOKENS, None, "optional"), "added_cond": ([str], None, "optional"),
-    "denoising_end": (NUM, None, "optional"),
+    "denoising_end": (NUM, None, "optional"), "notes": ([str], "optional"),
 }  # fmt: skip
 
 

@@ -262,10 +262,13 @@ def test_generate_refuses(pipe, call, message):
     assert_refused(pipe, call, message)
 
 
-def test_one_side_keeps_the_models_default_and_says_so(pipe):
+def test_one_side_keeps_the_models_default_and_says_so(pipe, tmp_path):
     with pytest.warns(UserWarning, match="width not given: the model's default 64 is used with height 32"):
         trace = sdviz.generate(pipe, P, steps=1, scheduler="euler", height=32)
     assert trace.image.size == (64, 32) and (trace.height, trace.width) == (32, 64)
+    assert trace.notes == ["width not given: the model's default 64 is used with height 32"]
+    assert sdviz.Trace.load(trace.save(tmp_path / "t.sdviz")).notes == trace.notes
+    assert sdviz.generate(pipe, P, steps=1, scheduler="euler", height=32, width=64).notes == []
 
 
 @pytest.mark.parametrize("mode", ["RGBA", "L", "P", "LA", "CMYK", "I", "1"])

@@ -113,7 +113,7 @@ def generate(
     call.update(_family_options(run_pipe, latents, denoising_start, denoising_end, pipeline_kwargs, call))
     cap = capture(run_pipe, keep=keep, dtype=dtype, every=every, attention=attention, prompt=prompt,
                   negative_prompt=negative_prompt, prompt_2=call.get("prompt_2"), mask_image=mask_image)  # fmt: skip
-    settings = (seed, guidance_scale, image, strength, denoising_start, denoising_end)
+    settings = (seed, guidance_scale, image, strength, denoising_start, denoising_end, checked["notes"])
     try:
         # SDXL casts its VAE to float32 on every run, and diffusers warns each time even when nothing changes
         with use_scheduler(run_pipe, sched, seed=seed), cap, quiet("diffusers.models.modeling_utils"):
@@ -203,8 +203,9 @@ def family_pipeline(pipe: Any, *, image: Any = None, mask_image: Any = None, str
 
 
 def _settings(trace: Trace, seed: int | None, guidance_scale: float, image: Any, strength: float,
-              denoising_start: float | None, denoising_end: float | None) -> Trace:
+              denoising_start: float | None, denoising_end: float | None, notes: list[str]) -> Trace:
     """Record what generate() was asked for and the capture cannot see: seed, guidance, strength, SDXL's range."""
+    trace.notes = list(notes)
     trace.seed = seed
     trace.guidance_scale = float(guidance_scale)
     trace.img2img = Img2Img(float(strength), denoising_start) if image is not None else None
@@ -229,8 +230,9 @@ def _check_arguments(pipe: Any, args: dict[str, Any]) -> dict[str, Any]:
     if image is not None and mask is None and (args["height"] is not None or args["width"] is not None):
         raise UsageError("height and width do not apply to img2img: the result has the size of image= (resize it first)")
     h, w, note = check_size(args["height"], args["width"], factor=factor, default=_default_size(pipe, factor))
-    if note and (image is None or mask is not None):
-        warnings.warn(note, stacklevel=3)  # trace.height and trace.width record the size used
+    out["notes"] = [note] if note and (image is None or mask is not None) else []
+    for n in out["notes"]:
+        warnings.warn(n, stacklevel=3)  # and trace.notes keeps it
     out["height"], out["width"] = (args["height"], args["width"]) if image is not None and mask is None else (h, w)
     sched = resolve(args["scheduler"], getattr(pipe.scheduler, "config", None), seed=out["seed"]) or pipe.scheduler
     out["scheduler"], out["steps"] = sched, check_steps(sched, args["steps"])
