@@ -263,7 +263,8 @@ def check_device_name(device: Any) -> str | None:
     kind, _, index = device.partition(":")
     if device == "auto" or (kind in DEVICE_KINDS and (not index or index.isdigit())):
         return device
-    raise UsageError(f"unknown device {device!r}{did_you_mean(kind, ['auto', *DEVICE_KINDS])}; use 'auto', "
+    hint = " (an NVIDIA GPU is 'cuda')" if kind.lower() in ("gpu", "nvidia") else did_you_mean(kind, ["auto", *DEVICE_KINDS])
+    raise UsageError(f"unknown device {device!r}{hint}; use 'auto', "
                      f"'cpu', 'cuda' or 'cuda:N'")  # fmt: skip
 
 

@@ -125,7 +125,7 @@ API = [
     ("model ''", lambda pipe: sdviz.load_pipeline(""), "model is an empty string"),
     ("model '  '", lambda pipe: sdviz.load_pipeline("  "), "model is an empty string"),
     ("model int", lambda pipe: sdviz.load_pipeline(3), "model must be a path, a hub id or None"),
-    ("device gpu", lambda pipe: sdviz.load_pipeline(device="gpu"), "unknown device 'gpu'"),
+    ("device gpu", lambda pipe: sdviz.load_pipeline(device="gpu"), "unknown device 'gpu' (an NVIDIA GPU is 'cuda')"),
     ("device cuda:x", lambda pipe: sdviz.load_pipeline(device="cuda:x"), "unknown device"),
     ("device int", lambda pipe: sdviz.load_pipeline(device=0), "device must be 'auto'"),
     ("dtype str", lambda pipe: sdviz.load_pipeline(dtype="float16"), "dtype must be a floating torch.dtype"),
