@@ -182,7 +182,9 @@ class Trace:
         """
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"no trace file at {path}")
+            raise FileNotFoundError(
+                f"no trace file at {path}: pass a .sdviz file written by Trace.save or `sdviz generate`"
+            )
         tensors, meta = decode(path.read_bytes(), path)
         try:
             return _unflatten(tensors, meta)

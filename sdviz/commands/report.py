@@ -21,14 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _cmd_report(args: argparse.Namespace) -> int:
     from sdviz.report import write_report
     from sdviz.trace import Trace
-    from sdviz.validation import UsageError
 
-    if not Path(args.trace).is_file():
-        raise UsageError(f"no trace file at {args.trace}: pass a .sdviz file written by `sdviz generate` or Trace.save")
-    try:
-        trace = Trace.load(args.trace)
-    except KeyError as e:  # a damaged file: a record the format needs is missing
-        raise UsageError(f"{args.trace} is damaged: its record {e} is missing; write the trace again") from None
+    trace = Trace.load(args.trace)  # FileNotFoundError or ValueError, each one line
     out = Path(args.out) if args.out else Path(args.trace).with_suffix(".html")
     print(f"report: {write_report(trace, out)}")
     return 0
