@@ -79,7 +79,6 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def _override(cfg, args, **fields):
-    _check(args)
     changes = {k: v for k, v in fields.items() if v is not None}
     if args.threads is not None:
         changes["threads"] = args.threads
@@ -92,6 +91,7 @@ def _cmd_embedded(args: argparse.Namespace) -> int:
     from sdviz.checkpoints import embedded_path
     from sdviz.train import embedded
 
+    _check(args)
     target = output_path(args.export_to, embedded_path) if args.export_to else Path(args.out) / "model"
     embedded.train_embedded(args.out, target, autoencoder=_override(embedded.AUTOENCODER, args),
                             text=_override(embedded.TEXT_ENCODER, args), diffusion=_override(embedded.DIFFUSION, args),
@@ -104,6 +104,7 @@ def _cmd_embedded(args: argparse.Namespace) -> int:
 def _cmd_autoencoder(args: argparse.Namespace) -> int:
     from sdviz.train import embedded
 
+    _check(args)
     cfg = _override(embedded.AUTOENCODER, args, steps=args.steps, batch_size=args.batch_size)
     if args.model == "kl":
         embedded.train_vae(args.out, cfg, progress=not args.quiet)
