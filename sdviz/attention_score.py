@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from sdviz.attention_options import AttentionOptions
 from sdviz.capturing.hooks import capture
 from sdviz.schedulers import use_scheduler
 from sdviz.train.checker import glyph_mask
@@ -33,6 +34,7 @@ class AttentionScore:
     scheduler: str
     steps: int
     guidance_scale: float
+    layers: str | list[str | int] | None
     seconds: float
 
     def to_dict(self) -> dict:
@@ -60,14 +62,16 @@ def score_attention(
     steps: int = 25,
     guidance_scale: float = 7.5,
     batch_size: int = 25,
+    layers: str | list[str | int] | None = "daam",
     progress: bool = False,
 ) -> AttentionScore:
     """Generate the held-out prompts with attention capture and score every word map against its region.
 
     The images are those `sdviz.train.evaluation.evaluate` makes for the same settings (same prompts and seeds).
     A word's region comes from the generated image's own colours: the glyph is what differs from the border's
-    colour (`checker.glyph_mask`), the background the rest. Maps are the mean over all cross-attention layers and
-    steps, upsampled to the image.
+    colour (`checker.glyph_mask`), the background the rest. Maps are the mean over the chosen cross-attention
+    layers and all steps, upsampled to the image; by default DAAM's layers (Tang et al. 2023), which leave out the
+    mid block, the coarsest grid (SD's is 8x8 for 64x64 latents, the embedded model's 2x2).
 
     Args:
         pipe: a pipeline of the embedded model's kind (prompts of the glyph grammar).
@@ -76,6 +80,8 @@ def score_attention(
         steps: denoising steps.
         guidance_scale: classifier-free guidance scale.
         batch_size: images per pipeline call.
+        layers: the layers to score, as `AttentionOptions.layers`: "daam", None for all, or name prefixes and
+            downsampling factors.
         progress: show a progress bar.
 
     Returns:
@@ -89,7 +95,7 @@ def score_attention(
         for i in tqdm(range(0, len(jobs), batch_size), desc="attention", disable=not progress):
             chunk = jobs[i : i + batch_size]
             gens = [torch.Generator().manual_seed(s) for _, s in chunk]
-            with capture(pipe, keep=[], attention=True) as cap:
+            with capture(pipe, keep=[], attention=AttentionOptions(layers=layers)) as cap:
                 images = pipe([caption(*p) for p, _ in chunk], num_inference_steps=steps,
                               guidance_scale=guidance_scale, generator=gens).images  # fmt: skip
             maps = cap.trace.attention
@@ -105,5 +111,5 @@ def score_attention(
         glyph=float(np.mean([mean[r] for r in GLYPH_ROLES])),
         background=float(np.mean([mean[r] for r in BACKGROUND_ROLES])),
         per_role=mean, n_prompts=n_prompts, scheduler=scheduler, steps=steps, guidance_scale=guidance_scale,
-        seconds=round(time.time() - t0, 1),
+        layers=layers, seconds=round(time.time() - t0, 1),
     )  # fmt: skip

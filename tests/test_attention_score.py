@@ -43,6 +43,14 @@ def test_score_attention_scores_each_role_on_a_tiny_model(tiny_pipe):
     assert tiny_pipe.scheduler.__class__.__name__ == "PNDMScheduler"  # put back
 
 
+def test_score_attention_scores_daams_layers_by_default(tiny_pipe):
+    kw = dict(n_prompts=2, steps=2, batch_size=2)
+    daam, named, every = (score_attention(tiny_pipe, **kw, layers=layers)
+                          for layers in ("daam", ["down_blocks", "up_blocks"], None))  # fmt: skip
+    assert daam.layers == "daam" and daam.per_role == named.per_role  # the same maps: no mid block
+    assert every.per_role != daam.per_role  # the mid block's maps change the mean
+
+
 @pytest.mark.slow
 def test_evaluate_command_reports_schedulers_and_attention(tmp_path, tiny_pipe):
     tiny_pipe.save_pretrained(tmp_path / "tiny")

@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also score the cross-attention maps: the mean AUROC of each word's map as a detector of its "
                    "own region (glyph words: glyph colour and character; background words: background colour and "
                    "'background'), the region read from the generated image's colours")  # fmt: skip
+    p.add_argument("--attention-layers", choices=["daam", "all"], default="daam",
+                   help="the layers whose maps are scored: DAAM's (down and up blocks, no mid block; the default) "
+                   "or all cross-attention layers")  # fmt: skip
     p.add_argument("--checker", default=None, help="checker weights (default: the shipped ones)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(func=_cmd_evaluate)
@@ -66,10 +69,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         from sdviz.attention_score import score_attention
 
         score = score_attention(pipe, n_prompts=args.n_prompts, scheduler=names[0], steps=steps[0],
-                                guidance_scale=args.guidance_scale)  # fmt: skip
+                                guidance_scale=args.guidance_scale,
+                                layers=None if args.attention_layers == "all" else "daam")  # fmt: skip
         out["attention"] = score.to_dict()
         if not args.json:
-            print(f"attention ({score.scheduler}, {score.steps} steps): mean AUROC of a word's map detecting its region")
+            print(f"attention ({score.scheduler}, {score.steps} steps, {args.attention_layers} layers): mean AUROC of "
+                  "a word's map detecting its region")  # fmt: skip
             print(f"  glyph words       {score.glyph:.3f}")
             print(f"  background words  {score.background:.3f}")
             for role, v in score.per_role.items():
