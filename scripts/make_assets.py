@@ -81,7 +81,8 @@ def traced_pictures() -> None:
 
     pipe = sdviz.load_pipeline(device="cpu")
     pipe.set_progress_bar_config(disable=True)
-    trace = sdviz.generate(pipe, PROMPT, steps=25, scheduler="euler", seed=0, attention=True)
+    # DAAM's layers, as `sdviz evaluate --attention` scores them: the 2x2 mid block's maps carry no place
+    trace = sdviz.generate(pipe, PROMPT, steps=25, scheduler="euler", seed=0, attention={"layers": "daam"})
     fit = preview.fit_latent_rgb(pipe.vae)
     trace.latent_rgb = fit
     steps = [0, 4, 8, 12, 16, 20, 24]

@@ -45,9 +45,10 @@ TEXT_ENCODER = TextEncoderConfig(steps=600, threads=2)
 # softly, as web captions do for SD: with exact captions the conditional denoiser sharpens with training until
 # guidance 7.5 makes the ODE too stiff for PNDM and LMS (at 2,800 steps of a small run PNDM and LMS reached 12 % all
 # three where Euler reached 52 %; with 0.15 noise all schedulers were within 4 points of Euler, learning slower).
-# Under the frozen text encoder a UNet step costs 0.22 s (0.45 s when it trained jointly), so 20,000 steps fit.
+# Under the frozen text encoder a UNet step of the whole recipe costs 0.36 s (0.45 s when it trained jointly), so
+# 12,000 steps fit the recipe's 2 h with the autoencoder's 41 min.
 CAPTION_NOISE = 0.15
-DIFFUSION = DiffusionConfig(steps=20_000, lr=1e-3, warmup=200, data_size=40_000, shade=SHADE,
+DIFFUSION = DiffusionConfig(steps=12_000, lr=1e-3, warmup=200, data_size=40_000, shade=SHADE,
                             caption_noise=CAPTION_NOISE, sample_every=2000, threads=2)  # fmt: skip
 SEED = 0
 
