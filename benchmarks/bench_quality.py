@@ -2,7 +2,8 @@
 
 Run: .venv/bin/python benchmarks/bench_quality.py [--n-prompts 200] [--steps 10,25] [--out sdviz/data/quality.json]
 Every cell is `sdviz evaluate` over the same held-out prompts, read by the shipped checker. The JSON
-({"guidance": [...], "schedulers": [...], "attention": {...}}) ships as package data; notebook 02 plots it.
+({"guidance": [...], "schedulers": [...], "attention": {...}, "attention_all_layers": {...}}; the attention
+scored on DAAM's layers, then on all) ships as package data; notebook 02 plots it.
 Prints markdown tables for benchmarks/RESULTS.md, then the issue's targets with the cells that miss them.
 """
 
