@@ -45,10 +45,9 @@ TEXT_ENCODER = TextEncoderConfig(steps=600, threads=2)
 # softly, as web captions do for SD: with exact captions the conditional denoiser sharpens with training until
 # guidance 7.5 makes the ODE too stiff for PNDM and LMS (at 2,800 steps of a small run PNDM and LMS reached 12 % all
 # three where Euler reached 52 %). v2 trained with 0.15 and reached PNDM 72 % and LMS 74.5 % against Euler's
-# 97.5 %; the 1-D model of benchmarks/bench_guided_gain_toy.py needs 0.3 for LMS (0.21 at 0.15, 0.95 at 0.3), and
-# a noise that changes with the noise level is no cure (0.3 below sigma 1 and none above: LMS 0.00).
-# Under the frozen text encoder a UNet step of the whole recipe costs 0.36 s, so 12,000 steps fit the recipe's 2 h
-# with the autoencoder's 41 min.
+# 97.5 %; the 1-D model of benchmarks/bench_guided_gain_toy.py needs 0.3 for LMS (0.21 at 0.15, 0.95 at 0.3).
+# Under the frozen text encoder a UNet step of the whole recipe costs 0.36-0.40 s, so 12,000 steps fit the recipe's
+# 2 h with the autoencoder's 41 min (v3: 2 h 02 min in all).
 CAPTION_NOISE = 0.3
 DIFFUSION = DiffusionConfig(steps=12_000, lr=1e-3, warmup=200, data_size=40_000, shade=SHADE,
                             caption_noise=CAPTION_NOISE, sample_every=2000, threads=2)  # fmt: skip
