@@ -118,6 +118,19 @@ class Lab:
         """Return the text of every error output of the notebook."""
         return self.page.eval_on_selector_all(NB + ".jp-OutputArea-output[data-mime-type*='error'], " + NB + ".jp-RenderedText[data-mime-type='application/vnd.jupyter.stderr']", "els => els.map(e => e.textContent)")
 
+    def settled(self, selector: str, js: str, *, quiet: float = 3.0, timeout: float = 60):
+        """Return `js` over the elements matching `selector` once it has stayed the same for `quiet` seconds."""
+        # JupyterLab attaches a notebook's outputs a few at a time after it opens: one early look undercounts
+        deadline, value, since = time.monotonic() + timeout, None, time.monotonic()
+        while time.monotonic() < deadline:
+            now = self.page.eval_on_selector_all(selector, js)
+            if now != value:
+                value, since = now, time.monotonic()
+            elif time.monotonic() - since >= quiet:
+                return value
+            time.sleep(0.25)
+        raise TimeoutError(f"{selector} kept changing for {timeout} s: last {value}")
+
     def wait_changed(self, image, before: str, timeout: float = 60) -> str:
         """Wait until the widget picture `image` (a locator) shows a new PNG; return its new `src`."""
         deadline = time.monotonic() + timeout
@@ -180,9 +193,9 @@ def tour(lab: Lab, notebooks: Path, root: Path, shots: Path) -> dict:
     shipped = root / "shipped-01.ipynb"  # as a reader opens it before running anything
     shipped.write_bytes((notebooks / "01_pipeline_walkthrough.ipynb").read_bytes())
     lab.open(shipped.name)
-    seen = {"shipped_pictures": lab.page.eval_on_selector_all(
-        ".jp-OutputArea-output", "els => els.filter(e => e.querySelector('img')).length"),
-        "shipped_text": lab.page.eval_on_selector_all(".jp-OutputArea-output", "els => els.map(e => e.textContent)")}
+    _, pictures = lab.settled(".jp-OutputArea-output", "els => [els.length, els.filter(e => e.querySelector('img')).length]")
+    seen = {"shipped_pictures": pictures,
+            "shipped_text": lab.page.eval_on_selector_all(".jp-OutputArea-output", "els => els.map(e => e.textContent)")}
     lab.open(cleared_copy(notebooks / "01_pipeline_walkthrough.ipynb", root))
     lab.page.evaluate("() => window.jupyterapp.commands.execute('application:toggle-left-area')")  # more room
     lab.run_all()
