@@ -7,8 +7,10 @@ mixtures, and the guided one is D_u + g (D_c - D_u) (Ho & Salimans 2022). Its ga
 how stiff the probability-flow ODE is (lambda = (1 - gain) / sigma; Karras et al. 2022, eq. 3): Euler's stability
 interval reaches h lambda = 2, 4th-order linear multistep methods (LMS, PNDM's PLMS) only about 0.3. The second
 table samples with Euler and LMS on SD 1.5's 25-step sigmas and reports how many samples end in the named class.
+With --noise-band LO HI the captions are noisy only where LO <= sigma < HI (exact elsewhere), and both tables
+are run for that model: which noise levels need soft captions for LMS to get through.
 
-Usage: python benchmarks/bench_guided_gain_toy.py [--classes 8] [--samples 400]
+Usage: python benchmarks/bench_guided_gain_toy.py [--classes 8] [--samples 400] [--noise-band 0 1.0]
 """
 
 import argparse
@@ -31,8 +33,13 @@ def denoise(x: np.ndarray, sigma: float, weights: np.ndarray, mu: np.ndarray, s:
     return (r * m).sum(1), gain
 
 
-def guided(x, sigma, p, g, c, mu, s):
-    """Return the guided denoiser's output and gain for class `c` under caption noise `p` and guidance `g`."""
+def guided(x, sigma, p, g, c, mu, s, band=None):
+    """Return the guided denoiser's output and gain for class `c` under caption noise `p` and guidance `g`.
+
+    With `band` = (lo, hi), the caption noise applies only at lo <= sigma < hi (exact captions elsewhere).
+    """
+    if band is not None and not band[0] <= sigma < band[1]:
+        p = 0.0
     prior = np.full(len(mu), 1 / len(mu))
     du, gu = denoise(x, sigma, prior, mu, s)
     dc, gc = denoise(x, sigma, (1 - p) * np.eye(len(mu))[c] + p * prior, mu, s)
@@ -60,13 +67,13 @@ def lms_coefficient(order: int, t: np.ndarray, i: int, j: int) -> float:
     return integrate.quad(basis, t[i], t[i + 1], epsrel=1e-4)[0]
 
 
-def sample(method: str, p: float, g: float, mu, s, n_steps=25, n=400, c=3, seed=0) -> np.ndarray:
+def sample(method: str, p: float, g: float, mu, s, n_steps=25, n=400, c=3, seed=0, band=None) -> np.ndarray:
     """Return `n` samples of the guided probability-flow ODE for class `c` by Euler or 4th-order LMS."""
     rng = np.random.default_rng(seed)
     sig = sd15_sigmas(n_steps)
     x, ds = rng.standard_normal(n) * sig[0], []
     for i in range(n_steps):
-        d = (x - guided(x, sig[i], p, g, c, mu, s)[0]) / sig[i]
+        d = (x - guided(x, sig[i], p, g, c, mu, s, band)[0]) / sig[i]
         if method == "euler":
             x = x + d * (sig[i + 1] - sig[i])
         else:
@@ -79,6 +86,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--classes", type=int, default=8)
     ap.add_argument("--samples", type=int, default=400)
+    ap.add_argument("--noise-band", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                    help="caption noise only at LO <= sigma < HI")
     args = ap.parse_args()
     mu = np.arange(args.classes) - (args.classes - 1) / 2
     rng = np.random.default_rng(0)
@@ -89,15 +98,16 @@ def main() -> None:
             gains = []
             for sigma in SIGMAS_PROBED:
                 x = mu[3] + s * rng.standard_normal(2000) + sigma * rng.standard_normal(2000)
-                gains.append(np.median(guided(x, sigma, p, 7.5, 3, mu, s)[1]))
+                gains.append(np.median(guided(x, sigma, p, 7.5, 3, mu, s, args.noise_band)[1]))
             print(f"| {s} | {p} | {' / '.join(f'{v:+.2f}' for v in gains)} |")
-    print("\nshare of samples in the named class, SD 1.5's 25-step sigmas\n")
+    where = "" if args.noise_band is None else ", caption noise only at {} <= sigma < {}".format(*args.noise_band)
+    print(f"\nshare of samples in the named class, SD 1.5's 25-step sigmas{where}\n")
     print("| class std s | caption noise p | Euler g 1 | Euler g 7.5 | LMS g 7.5 | LMS g 3 |\n|---|---|---|---|---|---|")
     for s in (0.15, 0.3, 0.5):
         for p in (0.0, 0.3):
             cells = []
             for method, g in (("euler", 1.0), ("euler", 7.5), ("lms", 7.5), ("lms", 3.0)):
-                x = sample(method, p, g, mu, s, n=args.samples)
+                x = sample(method, p, g, mu, s, n=args.samples, band=args.noise_band)
                 cells.append(f"{np.mean(np.abs(x - mu[3]) < 0.5):.2f}")
             print(f"| {s} | {p} | {' | '.join(cells)} |")
 

@@ -139,3 +139,19 @@ def test_caption_noise_swaps_attributes_at_its_rate_and_keeps_the_grammar():
     assert torch.all((swapped > 0.25) & (swapped < 0.31)), swapped
     words = [table[i].split() for i in noisy[:50].tolist() if i]
     assert all(w[-1] == "background" and w[2] in ("letter", "digit") for w in words)
+
+
+def test_caption_noise_per_attribute_swaps_only_what_it_names_and_keeps_the_scalar_stream():
+    from sdviz.train.diffusion import attribute_table, noisy_captions, prompt_table
+
+    attrs, _ = attribute_table()
+    prompt = torch.arange(1, len(prompt_table())).repeat(10)
+    noisy = noisy_captions(prompt, (0.0, 0.3, 0.1), torch.Generator().manual_seed(0))
+    swapped = (attrs[noisy] != attrs[prompt]).float().mean(0)
+    assert swapped[0] == 0 and 0.25 < swapped[1] < 0.31 and 0.07 < swapped[2] < 0.11, swapped
+    # a scalar and the same value three times draw the same randomness: a recipe's run does not change
+    one = noisy_captions(prompt, 0.3, torch.Generator().manual_seed(1))
+    assert torch.equal(one, noisy_captions(prompt, (0.3, 0.3, 0.3), torch.Generator().manual_seed(1)))
+    for bad in (1.5, (0.1, 0.2), (0.1, -0.1, 0.2)):
+        with pytest.raises(ValueError, match="caption noise"):
+            noisy_captions(prompt, bad, torch.Generator())

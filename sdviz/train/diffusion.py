@@ -36,7 +36,8 @@ class DiffusionConfig(RunConfig):
     shade: float = 0.0  # colour shades around each palette colour (see `data.shade_of`)
     light: float = 0.0  # brightness gradients across the image (see `data.lit`)
     uncond_prob: float = 0.1  # captions dropped to "" so that classifier-free guidance works
-    caption_noise: float = 0.0  # chance that each attribute of a caption is swapped (`noisy_captions`)
+    # chance that each attribute of a caption is swapped (`noisy_captions`): one for all, or (char, fg, bg)
+    caption_noise: float | tuple[float, float, float] = 0.0
     snr_gamma: float | None = 5.0  # min-SNR loss weighting (Hang et al. 2023); None: plain epsilon MSE
     ema_decay: float = 0.999
     sample_every: int = 500
@@ -58,15 +59,21 @@ def attribute_table() -> tuple[torch.Tensor, torch.Tensor]:
     return attrs, lookup
 
 
-def noisy_captions(prompt: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
+def noisy_captions(
+    prompt: torch.Tensor, p: float | tuple[float, float, float], gen: torch.Generator
+) -> torch.Tensor:
     """Swap each attribute of each caption (`prompt_table` indices) for another value with probability `p`.
 
+    `p` is one probability for all three attributes or one each for (character, glyph colour, background colour).
     The empty prompt stays empty, and a swap that would give both colours the same name is undone.
     """
+    probs = (p, p, p) if isinstance(p, int | float) else tuple(p)
+    if len(probs) != 3 or not all(0 <= q <= 1 for q in probs):
+        raise ValueError(f"caption noise must be a probability or three (char, fg, bg), got {p!r}")
     attrs, lookup = attribute_table()
     a = attrs[prompt].clone()  # (B, 3)
     for j, size in enumerate((len(CHARS), len(COLORS), len(COLORS))):
-        swap = torch.rand(len(prompt), generator=gen) < p
+        swap = torch.rand(len(prompt), generator=gen) < probs[j]  # drawn even at 0: the stream stays the same
         other = (a[:, j] + torch.randint(1, size, (len(prompt),), generator=gen)) % size  # never the same value
         a[:, j] = torch.where(swap, other, a[:, j])
     ok = (prompt > 0) & (a[:, 1] != a[:, 2])
@@ -189,7 +196,7 @@ def train_diffusion(
         eps0 = torch.randn(cache["mean"][idx].shape, generator=gen)
         z = (cache["mean"][idx] + cache["std"][idx] * eps0) * scale
         prompt = torch.where(torch.rand(cfg.batch_size, generator=gen) < cfg.uncond_prob, 0, cache["prompt"][idx])
-        if cfg.caption_noise:
+        if cfg.caption_noise:  # a tuple is truthy even when all zero: it swaps nothing then
             prompt = noisy_captions(prompt, cfg.caption_noise, gen)
         if frozen is not None:
             cond = frozen[prompt]
