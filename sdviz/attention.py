@@ -8,7 +8,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from sdviz.attention_maps import AttentionMaps, AttentionOptions
+from sdviz.attention_maps import DAAM_LAYERS, AttentionMaps, AttentionOptions
 from sdviz.validation import UsageError
 
 
@@ -227,9 +227,15 @@ def _check_heads(options: AttentionOptions, heads: dict[str, set[int]]) -> None:
 
 
 def _check_layers(layers: list[str | int] | None, names: list[str], config: Any) -> None:
-    """Refuse, before the run, a `layers` entry that matches no cross-attention layer (nothing would be recorded)."""
+    """Refuse, before the run, a `layers` entry that matches no cross-attention layer (nothing would be recorded).
+
+    DAAM's layers ("daam": down and up blocks) need one of the two only: a UNet may have cross-attention in its
+    up blocks alone.
+    """
     cross = [n for n in names if n.endswith("attn2")]
     missing = [x for x in layers or [] if not any(_wanted(n, layer_factor(n, config), [x]) for n in cross)]
+    if list(layers or []) == list(DAAM_LAYERS) and len(missing) < len(DAAM_LAYERS):
+        missing = []
     if missing:
         prefixes = sorted({".".join(n.split(".")[:2]) for n in cross} | {n.split(".")[0] for n in cross})
         factors = sorted({layer_factor(n, config) for n in cross})

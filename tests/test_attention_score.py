@@ -51,6 +51,21 @@ def test_score_attention_scores_daams_layers_by_default(tiny_pipe):
     assert every.per_role != daam.per_role  # the mid block's maps change the mean
 
 
+def test_daams_layers_take_the_up_blocks_of_a_unet_without_cross_attention_going_down(tiny_pipe):
+    from diffusers import UNet2DConditionModel
+
+    from sdviz.validation import UsageError
+
+    config = {**tiny_pipe.unet.config, "down_block_types": ("DownBlock2D", "DownBlock2D")}
+    torch.manual_seed(0)
+    tiny_pipe.unet = UNet2DConditionModel.from_config(config)
+    kw = dict(n_prompts=2, steps=2, batch_size=2)
+    daam, up = (score_attention(tiny_pipe, **kw, layers=layers) for layers in ("daam", ["up_blocks"]))
+    assert daam.per_role == up.per_role
+    with pytest.raises(UsageError, match=r"\['down_blocks'\] match no cross-attention layer"):
+        score_attention(tiny_pipe, **kw, layers=["down_blocks"])  # named alone, it must match
+
+
 @pytest.mark.slow
 def test_evaluate_command_reports_schedulers_and_attention(tmp_path, tiny_pipe):
     tiny_pipe.save_pretrained(tmp_path / "tiny")
