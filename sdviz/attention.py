@@ -234,7 +234,7 @@ def _check_layers(layers: list[str | int] | None, names: list[str], config: Any)
     """
     cross = [n for n in names if n.endswith("attn2")]
     missing = [x for x in layers or [] if not any(_wanted(n, layer_factor(n, config), [x]) for n in cross)]
-    if list(layers or []) == list(DAAM_LAYERS) and len(missing) < len(DAAM_LAYERS):
+    if layers == list(DAAM_LAYERS) and len(missing) < len(layers):
         missing = []
     if missing:
         prefixes = sorted({".".join(n.split(".")[:2]) for n in cross} | {n.split(".")[0] for n in cross})

@@ -59,6 +59,14 @@ def attribute_table() -> tuple[torch.Tensor, torch.Tensor]:
     return attrs, lookup
 
 
+def caption_noise_probs(p: float | tuple[float, float, float]) -> tuple[float, float, float]:
+    """Return caption noise as one probability per attribute (char, fg, bg); refuse anything else."""
+    probs = (p, p, p) if isinstance(p, int | float) else tuple(p)
+    if len(probs) != 3 or not all(0 <= q <= 1 for q in probs):
+        raise ValueError(f"caption noise must be a probability or three (char, fg, bg), got {p!r}")
+    return probs
+
+
 def noisy_captions(
     prompt: torch.Tensor, p: float | tuple[float, float, float], gen: torch.Generator
 ) -> torch.Tensor:
@@ -67,9 +75,7 @@ def noisy_captions(
     `p` is one probability for all three attributes or one each for (character, glyph colour, background colour).
     The empty prompt stays empty, and a swap that would give both colours the same name is undone.
     """
-    probs = (p, p, p) if isinstance(p, int | float) else tuple(p)
-    if len(probs) != 3 or not all(0 <= q <= 1 for q in probs):
-        raise ValueError(f"caption noise must be a probability or three (char, fg, bg), got {p!r}")
+    probs = caption_noise_probs(p)
     attrs, lookup = attribute_table()
     a = attrs[prompt].clone()  # (B, 3)
     for j, size in enumerate((len(CHARS), len(COLORS), len(COLORS))):
@@ -180,6 +186,7 @@ def train_diffusion(
     table = prompt_table()
     text_encoder.requires_grad_(train_text_encoder)
     frozen = None if train_text_encoder else encode_prompts(text_encoder.eval(), table)
+    caption_noise = caption_noise_probs(cfg.caption_noise)  # refused before the first step, not at it
     noise_sched = DDPMScheduler.from_config(SCHEDULER_CONFIG)
     weights = snr_weights(noise_sched.alphas_cumprod, cfg.snr_gamma)
     params = list(unet.parameters()) + (list(text_encoder.parameters()) if train_text_encoder else [])
@@ -196,8 +203,8 @@ def train_diffusion(
         eps0 = torch.randn(cache["mean"][idx].shape, generator=gen)
         z = (cache["mean"][idx] + cache["std"][idx] * eps0) * scale
         prompt = torch.where(torch.rand(cfg.batch_size, generator=gen) < cfg.uncond_prob, 0, cache["prompt"][idx])
-        if cfg.caption_noise:  # a tuple is truthy even when all zero: it swaps nothing then
-            prompt = noisy_captions(prompt, cfg.caption_noise, gen)
+        if any(caption_noise):  # no noise draws nothing, so 0 and (0, 0, 0) give the same run
+            prompt = noisy_captions(prompt, caption_noise, gen)
         if frozen is not None:
             cond = frozen[prompt]
         else:
