@@ -54,7 +54,7 @@ def test_per_layer_maps_kept_by_name(embedded_pipe):
     assert sorted(layered.groups) == sorted(cross)
     up_only = sdviz.generate(embedded_pipe, PROMPT, steps=2, seed=0, attention={"layers": ["up_blocks"]}).attention
     torch.testing.assert_close(layered.word_map("red", layers=["up_blocks"]), up_only.word_map("red"))
-    one = next(g for g in layered.groups if g.startswith("down_blocks.1"))
+    one = next(g for g in layered.groups if g.startswith("up_blocks.1"))
     assert layered.word_map("red", layers=[one]).shape == (8, 8)
     factor = layered.factors[layered.groups.index(one)]
     by_factor = [g for g, f in zip(layered.groups, layered.factors, strict=True) if f == factor]

@@ -6,6 +6,7 @@ from safetensors.torch import save_file
 
 import sdviz
 from sdviz.pipeline import embedded_path
+from sdviz.train.architecture import UNET_CONFIG
 
 
 def _image(pipe, seed=0, steps=4):
@@ -33,7 +34,10 @@ def test_embedded_folder_is_small_and_standard():
 
 def test_embedded_layout_is_sd1(embedded_pipe):
     unet, vae, text = embedded_pipe.unet, embedded_pipe.vae, embedded_pipe.text_encoder
-    assert "CrossAttnDownBlock2D" in unet.config.down_block_types
+    assert "CrossAttnUpBlock2D" in unet.config.up_block_types  # the UNet reads the prompt by cross-attention
+    for key, value in UNET_CONFIG.items():  # the shipped weights are the recipe's layout
+        got = unet.config[key]
+        assert (tuple(got) if isinstance(got, list) else got) == value, key
     assert len(vae.config.block_out_channels) == 4  # three down-samplings: scale factor 8
     assert text.config.vocab_size == 49408
     sched = embedded_pipe.scheduler.config
