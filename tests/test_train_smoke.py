@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -57,6 +58,26 @@ def test_autoencoder_run_writes_its_folder_and_resumes_exactly(tmp_path):
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
     assert torch.any(a["decoder.conv_out.weight"] != _vae().state_dict()["decoder.conv_out.weight"])
+
+
+def test_a_checkpoint_resumes_only_under_the_settings_it_was_written_with(tmp_path):
+    train_autoencoder(_vae(), KLLoss(), tmp_path, AE, progress=False, until=2)
+    with pytest.raises(ValueError, match=r"lr: 0.001 -> 0.002.*another folder"):
+        train_autoencoder(_vae(), KLLoss(), tmp_path, replace(AE, lr=2e-3), progress=False)
+    assert json.loads((tmp_path / "config.json").read_text())["lr"] == AE.lr  # the refused run wrote nothing
+    state = json.loads((tmp_path / "checkpoint" / "state.json").read_text())["state"]
+    assert state["step"] == 2
+    train_autoencoder(_vae(), KLLoss(), tmp_path, replace(AE, log_every=2, threads=2), progress=False)  # cadences may
+    assert json.loads((tmp_path / "checkpoint" / "state.json").read_text())["state"]["step"] == AE.steps
+
+
+def test_the_latent_cache_refuses_other_glyphs(tmp_path):
+    vae, path = _vae().eval(), tmp_path / "latents.safetensors"
+    first = encode_latents(vae, sdviz.train.data.GlyphDataset(4), path, progress=False)
+    again = encode_latents(vae, sdviz.train.data.GlyphDataset(4), path, progress=False)
+    torch.testing.assert_close(first["mean"], again["mean"], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="other glyphs.*delete it"):
+        encode_latents(vae, sdviz.train.data.GlyphDataset(4, shade=0.3), path, progress=False)
 
 
 def test_diffusion_run_resumes_and_exports_a_loadable_model(tmp_path):

@@ -206,6 +206,10 @@ class GlyphDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.n
 
+    def settings(self) -> dict[str, float | int]:
+        """Return what fixes the items, so that a cache of them can tell whether it holds these glyphs."""
+        return {"n": self.n, "seed": self.seed, "size": self.size, "shade": self.shade, "light": self.light}
+
     def __getitem__(self, i: int) -> tuple[torch.Tensor, str, Labels]:
         if not 0 <= i < self.n:
             raise IndexError(i)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import CLIPTextModel
@@ -108,7 +110,13 @@ def encode_latents(
     vae: AutoencoderKL, data: GlyphDataset, path: str | Path | None = None, batch_size: int = 100, progress: bool = True
 ) -> dict[str, torch.Tensor]:
     """Encode `data` once: posterior mean and std (N, 4, 8, 8) and the prompt index (N,); cached at `path`."""
+    settings = json.dumps(data.settings(), sort_keys=True)
     if path is not None and Path(path).exists():
+        with safe_open(path, "pt") as f:
+            stored = (f.metadata() or {}).get("glyphs")
+        if stored is not None and stored != settings:  # caches written before this check carry no settings
+            raise ValueError(f"{path} caches the latents of other glyphs ({stored}, asked for {settings}); delete it "
+                             f"to encode these")  # fmt: skip
         return load_file(path)
     index = {p: i + 1 for i, p in enumerate(all_prompts())}
     means, stds, prompts = [], [], []
@@ -120,7 +128,7 @@ def encode_latents(
         prompts += [index[(lab.char, lab.fg, lab.bg)] for lab in labs]
     cache = {"mean": torch.cat(means).contiguous(), "std": torch.cat(stds).contiguous(), "prompt": torch.tensor(prompts)}
     if path is not None:
-        save_file(cache, path)
+        save_file(cache, path, metadata={"glyphs": settings})
     return cache
 
 

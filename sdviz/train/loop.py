@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from sdviz.train.runlog import load_checkpoint, save_checkpoint, write_losses
+from sdviz.train.runlog import CHECKPOINT, load_checkpoint, save_checkpoint, write_losses
 
 
 @dataclass
@@ -40,6 +40,27 @@ def lr_at(step: int, steps: int, lr: float, warmup: int) -> float:
 
 
 StepFn = Callable[[int, torch.Generator], tuple[torch.Tensor, dict[str, float]]]
+
+
+# How often a run logs, samples and saves, and its threads, do not change its steps; all else must match to resume.
+CADENCES = frozenset({"sample_every", "checkpoint_every", "log_every", "threads"})
+
+
+def check_resumable(out: Path, config: dict[str, Any], defaults: dict[str, Any]) -> None:
+    """Refuse to resume a checkpoint in `out` written under other settings than `config`.
+
+    A key the stored config lacks (written before that setting existed) counts as its default in `defaults`.
+    """
+    stored = out / "config.json"
+    if not (out / CHECKPOINT / "state.json").exists() or not stored.exists():
+        return
+    old = json.loads(stored.read_text())
+    changed = [k for k in config if k not in CADENCES and old.get(k, defaults.get(k)) != config[k]]
+    changed += [k for k in old if k not in config and k not in CADENCES]
+    if changed:
+        diff = ", ".join(f"{k}: {old.get(k, defaults.get(k))!r} -> {config.get(k)!r}" for k in changed)
+        raise ValueError(f"{out} holds a checkpoint of a run with other settings ({diff}); run it with the settings it "
+                         f"was started with to resume, or give the new run another folder")  # fmt: skip
 
 
 def run_loop(
@@ -83,7 +104,9 @@ def run_loop(
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    (out / "config.json").write_text(json.dumps({**asdict(cfg), **(extra_config or {})}, indent=1))
+    config = json.loads(json.dumps({**asdict(cfg), **(extra_config or {})}))  # tuples as JSON stores them
+    check_resumable(out, config, json.loads(json.dumps(asdict(type(cfg)()))))
+    (out / "config.json").write_text(json.dumps(config, indent=1))
     state = load_checkpoint(out, modules, optimizer) or {"step": 0, "losses": [], "seconds": 0.0}
     params = [p for g in optimizer.param_groups for p in g["params"]]
     bar = tqdm(total=cfg.steps, initial=state["step"], desc=desc, disable=not progress)
