@@ -67,7 +67,7 @@ def test_a_checkpoint_resumes_only_under_the_settings_it_was_written_with(tmp_pa
     assert json.loads((tmp_path / "config.json").read_text())["lr"] == AE.lr  # the refused run wrote nothing
     state = json.loads((tmp_path / "checkpoint" / "state.json").read_text())["state"]
     assert state["step"] == 2
-    train_autoencoder(_vae(), KLLoss(), tmp_path, replace(AE, log_every=2, threads=2), progress=False)  # cadences may
+    train_autoencoder(_vae(), KLLoss(), tmp_path, replace(AE, log_every=2, threads=2), progress=False)  # cadences may change
     assert json.loads((tmp_path / "checkpoint" / "state.json").read_text())["state"]["step"] == AE.steps
 
 

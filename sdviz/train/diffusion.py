@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from tqdm.auto import tqdm
 from transformers import CLIPTextModel
 
@@ -114,10 +114,10 @@ def encode_latents(
     if path is not None and Path(path).exists():
         with safe_open(path, "pt") as f:
             stored = (f.metadata() or {}).get("glyphs")
-        if stored is not None and stored != settings:  # caches written before this check carry no settings
-            raise ValueError(f"{path} caches the latents of other glyphs ({stored}, asked for {settings}); delete it "
-                             f"to encode these")  # fmt: skip
-        return load_file(path)
+            if stored is not None and stored != settings:  # caches written before this check carry no settings
+                raise ValueError(f"{path} caches the latents of other glyphs ({stored}, asked for {settings}); "
+                                 f"delete it to encode these")  # fmt: skip
+            return {k: f.get_tensor(k) for k in f.keys()}
     index = {p: i + 1 for i, p in enumerate(all_prompts())}
     means, stds, prompts = [], [], []
     for start in tqdm(range(0, len(data), batch_size), desc="encode latents", disable=not progress):

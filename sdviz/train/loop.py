@@ -54,11 +54,10 @@ def check_resumable(out: Path, config: dict[str, Any], defaults: dict[str, Any])
     stored = out / "config.json"
     if not (out / CHECKPOINT / "state.json").exists() or not stored.exists():
         return
-    old = json.loads(stored.read_text())
-    changed = [k for k in config if k not in CADENCES and old.get(k, defaults.get(k)) != config[k]]
-    changed += [k for k in old if k not in config and k not in CADENCES]
+    before = defaults | json.loads(stored.read_text())
+    changed = [k for k in before | config if k not in CADENCES and before.get(k) != config.get(k)]
     if changed:
-        diff = ", ".join(f"{k}: {old.get(k, defaults.get(k))!r} -> {config.get(k)!r}" for k in changed)
+        diff = ", ".join(f"{k}: {before.get(k)!r} -> {config.get(k)!r}" for k in changed)
         raise ValueError(f"{out} holds a checkpoint of a run with other settings ({diff}); run it with the settings it "
                          f"was started with to resume, or give the new run another folder")  # fmt: skip
 
