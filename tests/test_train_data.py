@@ -19,6 +19,7 @@ from sdviz.train.data import (
     lit,
     render,
     shade_of,
+    spread_of,
     to_image,
 )  # fmt: skip
 
@@ -106,6 +107,36 @@ def test_shade_zero_renders_exactly_as_before_and_shade_varies_the_colours():
     assert len({tuple(c.tolist()) for c in corners}) == 40
     with pytest.raises(ValueError, match="shade"):
         GlyphDataset(4, shade=0.6)
+
+
+def test_spread_shades_overlap_the_neighbouring_colours_as_their_std_says():
+    rng = random.Random(0)
+    palette = np.array([PALETTE[c] for c in COLORS], dtype=float)
+    own = {}
+    for spread in (0.25, 0.5):
+        shades = np.array([spread_of(name, rng, spread) for name in COLORS for _ in range(400)], dtype=float)
+        nearest = np.linalg.norm(shades[:, None] - palette[None], axis=-1).argmin(1)
+        own[spread] = (nearest == np.repeat(np.arange(len(COLORS)), 400)).mean()
+    assert 0.93 < own[0.25] < 1.0 and 0.65 < own[0.5] < 0.83  # 0.97 and 0.74 over 20,000 draws per colour
+    assert own[0.5] < own[0.25]
+
+
+def test_spread_replaces_one_role_and_leaves_the_other_as_the_ball_shade_drew_it():
+    ball = GlyphDataset(12, seed=5, shade=0.35)
+    wide = GlyphDataset(12, seed=5, shade=0.35, spread=(0.0, 0.5))
+    moved = 0
+    for i in range(12):
+        (x, _, _), (y, _, _) = ball[i], wide[i]
+        colours, counts = x.flatten(1).unique(dim=1, return_counts=True)
+        fg = colours[:, counts.argsort()[-2]]  # the second commonest colour: the glyph's inside, not its edges
+        inside = (x == fg[:, None, None]).all(0)
+        assert inside.sum() > 20 and (y[:, inside] == fg[:, None]).all()  # the glyph colour is drawn first, alike
+        moved += not torch.equal(x[:, 0, 0], y[:, 0, 0])
+    assert moved >= 10  # the background is drawn anew (white can clip to the same value)
+    assert wide.settings() == {**ball.settings(), "spread": [0.0, 0.5]}  # so a latent cache tells them apart
+    for bad in ((0.5,), (0.0, 1.5), (-0.1, 0.0)):
+        with pytest.raises(ValueError, match="spread"):
+            GlyphDataset(4, spread=bad)
 
 
 def test_light_is_a_linear_brightness_ramp_and_zero_light_changes_nothing():

@@ -129,13 +129,17 @@ def test_embedded_recipe_runs_end_to_end_and_exports_the_package_layout(tmp_path
     tiny_unet = DiffusionConfig(steps=2, batch_size=4, data_size=6, warmup=1, sample_every=2, sample_steps=2,
                                 checkpoint_every=2, threads=1, shade=0.3)  # fmt: skip
     tiny_text = TextEncoderConfig(steps=2, batch_size=4, warmup=1, checkpoint_every=2, threads=1)
-    run = dict(autoencoder=tiny_ae, text=tiny_text, diffusion=tiny_unet, decoder=tiny_ae, progress=False)
+    soft = replace(tiny_unet, steps=3, spread=(0.0, 0.5), caption_noise=(0.3, 0.3, 0.15))
+    run = dict(autoencoder=tiny_ae, text=tiny_text, diffusion=tiny_unet, soft_background=soft, decoder=tiny_ae,
+               progress=False)  # fmt: skip
     train_embedded(tmp_path / "run", tmp_path / "model", **run)
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    stages = ("autoencoder", "text_encoder", "diffusion", "decoder")
-    assert [summary[f"{s}_final"]["step"] for s in stages] == [2, 2, 2, 2]
+    stages = ("autoencoder", "text_encoder", "diffusion", "soft_background", "decoder")
+    assert [summary[f"{s}_final"]["step"] for s in stages] == [2, 2, 2, 3, 2]
     config = json.loads((tmp_path / "run" / "diffusion" / "config.json").read_text())
     assert config["train_text_encoder"] is False and config["shade"] == 0.3  # the UNet trains under a frozen encoder
+    soft_config = json.loads((tmp_path / "run" / "soft_background" / "config.json").read_text())
+    assert soft_config["spread"] == [0.0, 0.5] and soft_config["caption_noise"] == [0.3, 0.3, 0.15]
     pipe = sdviz.load_pipeline(tmp_path / "model", device="cpu")
     embedded = sdviz.load_pipeline(device="cpu")
     for name in ("unet", "vae", "text_encoder"):  # the recipe builds exactly the shipped architecture

@@ -95,6 +95,7 @@ def _cmd_embedded(args: argparse.Namespace) -> int:
     target = output_path(args.export_to, embedded_path) if args.export_to else Path(args.out) / "model"
     embedded.train_embedded(args.out, target, autoencoder=_override(embedded.AUTOENCODER, args),
                             text=_override(embedded.TEXT_ENCODER, args), diffusion=_override(embedded.DIFFUSION, args),
+                            soft_background=_override(embedded.SOFT_BACKGROUND, args),
                             decoder=_override(embedded.DECODER, args, steps=args.decoder_steps) if args.decoder_steps > 0 else None,
                             progress=not args.quiet)  # fmt: skip
     print(f"model: {target}")
@@ -134,8 +135,13 @@ def _cmd_diffusion(args: argparse.Namespace) -> int:
 
     from sdviz.train import embedded
     from sdviz.train.architecture import TEXT_CONFIG, UNET_CONFIG
-    from sdviz.train.data import GlyphDataset
-    from sdviz.train.diffusion import encode_latents, latent_std, make_pipeline, train_diffusion
+    from sdviz.train.diffusion import (
+        encode_latents,
+        latent_std,
+        make_pipeline,
+        train_diffusion,
+        training_glyphs,
+    )
     from sdviz.train.export import export_pipeline
 
     _check(args)
@@ -145,8 +151,7 @@ def _cmd_diffusion(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     vae = AutoencoderKL.from_pretrained(args.vae).eval()
-    cache = encode_latents(vae, GlyphDataset(cfg.data_size, seed=cfg.data_seed, shade=cfg.shade, light=cfg.light), out / "latents.safetensors",
-                           progress=not args.quiet)  # fmt: skip
+    cache = encode_latents(vae, training_glyphs(cfg), out / "latents.safetensors", progress=not args.quiet)
     vae.register_to_config(scaling_factor=1.0 / latent_std(cache))
     torch.manual_seed(embedded.SEED)
     text = CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG))

@@ -105,6 +105,7 @@ def render(
     size: int = IMAGE_SIZE,
     shade: float = 0.0,
     light: float = 0.0,
+    spread: tuple[float, float] = (0.0, 0.0),
 ) -> Image.Image:
     """Render one glyph with a random rotation, scale and position, fully inside the image.
 
@@ -119,6 +120,8 @@ def render(
             other palette colour (0: exact palette colours). Drawn after everything else, so 0 renders as before.
         light: the largest brightness change of a linear light gradient across the image, as a fraction (0: flat
             light), in a random direction; drawn after the shades.
+        spread: (glyph, background): where positive, that colour is drawn by `spread_of` instead, with Gaussian
+            shades of this std that may cross into a neighbouring colour.
 
     Returns:
         An RGB image of `size` x `size`.
@@ -137,7 +140,7 @@ def render(
     mask = mask.resize((w, h), Image.LANCZOS)
     x = rng.randint(MARGIN, size - MARGIN - w)
     y = rng.randint(MARGIN, size - MARGIN - h)
-    fg_rgb, bg_rgb = (shade_of(c, rng, shade) if shade else PALETTE[c] for c in (fg, bg))
+    fg_rgb, bg_rgb = (_colour(c, rng, shade, s) for c, s in zip((fg, bg), spread, strict=True))
     image = Image.new("RGB", (size, size), bg_rgb)
     image.paste(Image.new("RGB", (w, h), fg_rgb), (x, y), mask)
     return lit(image, rng, light) if light else image
@@ -152,6 +155,13 @@ def lit(image: Image.Image, rng: random.Random, light: float) -> Image.Image:
     return Image.fromarray(np.clip(np.round(a), 0, 255).astype(np.uint8))
 
 
+def _colour(color: str, rng: random.Random, shade: float, spread: float) -> tuple[int, int, int]:
+    """Return one colour of a render: overlapping shades if `spread`, else shades in a ball if `shade`, else exact."""
+    if spread:
+        return spread_of(color, rng, spread)
+    return shade_of(color, rng, shade) if shade else PALETTE[color]
+
+
 def shade_of(color: str, rng: random.Random, shade: float) -> tuple[int, int, int]:
     """Return a random shade of a palette colour: uniform in a ball of radius `shade` x its nearest neighbour distance.
 
@@ -163,6 +173,18 @@ def shade_of(color: str, rng: random.Random, shade: float) -> tuple[int, int, in
     radius = shade * _nearest_distance(color)
     d = np.array([rng.gauss(0, 1) for _ in range(3)])
     d *= radius * rng.random() ** (1 / 3) / max(np.linalg.norm(d), 1e-9)
+    return tuple(int(v) for v in np.clip(np.round(base + d), 0, 255))
+
+
+def spread_of(color: str, rng: random.Random, spread: float) -> tuple[int, int, int]:
+    """Return a random shade of a palette colour: Gaussian, std `spread` x its nearest neighbour distance per channel.
+
+    Unlike `shade_of`'s, these shades overlap the neighbouring colours (at 0.5, 74 % of them are nearest their own
+    name), so that a colour word predicts its image only softly, as a caption does for SD, which keeps the guided
+    ODE smooth enough for multistep schedulers (see `benchmarks/RESULTS.md`, colour shades that overlap).
+    """
+    base = np.array(PALETTE[color], dtype=np.float64)
+    d = np.array([rng.gauss(0, 1) for _ in range(3)]) * spread * _nearest_distance(color)
     return tuple(int(v) for v in np.clip(np.round(base + d), 0, 255))
 
 
@@ -194,28 +216,40 @@ class GlyphDataset(torch.utils.data.Dataset):
     Items are `(image, caption, labels)`: a (3, 64, 64) tensor in [-1, 1], the caption string, `Labels`.
     """
 
-    def __init__(self, n: int, seed: int = 0, size: int = IMAGE_SIZE, shade: float = 0.0, light: float = 0.0):
+    def __init__(
+        self,
+        n: int,
+        seed: int = 0,
+        size: int = IMAGE_SIZE,
+        shade: float = 0.0,
+        light: float = 0.0,
+        spread: tuple[float, float] = (0.0, 0.0),
+    ):
         if n < 1:
             raise ValueError(f"n must be positive, got {n}")
         if not 0 <= shade < 0.5:
             raise ValueError(f"shade must be in [0, 0.5) so that every shade stays nearest its own colour, got {shade}")
         if not 0 <= light < 0.5:
             raise ValueError(f"light must be in [0, 0.5), got {light}")
+        if len(spread) != 2 or not all(0 <= v <= 1 for v in spread):
+            raise ValueError(f"spread must be two stds in [0, 1], (glyph, background), got {spread!r}")
         self.n, self.seed, self.size, self.shade, self.light = n, seed, size, shade, light
+        self.spread = tuple(spread)
 
     def __len__(self) -> int:
         return self.n
 
-    def settings(self) -> dict[str, float | int]:
+    def settings(self) -> dict[str, float | int | list[float]]:
         """Return what fixes the items, so that a cache of them can tell whether it holds these glyphs."""
-        return {"n": self.n, "seed": self.seed, "size": self.size, "shade": self.shade, "light": self.light}
+        settings = {"n": self.n, "seed": self.seed, "size": self.size, "shade": self.shade, "light": self.light}
+        return settings | ({"spread": list(self.spread)} if any(self.spread) else {})  # as caches without it wrote
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, str, Labels]:
         if not 0 <= i < self.n:
             raise IndexError(i)
         rng = random.Random(f"{self.seed}:{i}")
         lab = sample_labels(rng)
-        image = render(lab.char, lab.fg, lab.bg, lab.font, rng, self.size, self.shade, self.light)
+        image = render(lab.char, lab.fg, lab.bg, lab.font, rng, self.size, self.shade, self.light, self.spread)
         return to_tensor(image), caption(lab.char, lab.fg, lab.bg), lab
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, str, Labels]]:

@@ -24,7 +24,7 @@ from sdviz.train.loop import RunConfig, run_loop
 from sdviz.train.runlog import save_grid
 
 __all__ = ["DiffusionConfig", "encode_latents", "encode_prompts", "latent_std", "make_pipeline", "prompt_table",
-           "sample", "snr_weights", "train_diffusion"]  # fmt: skip
+           "sample", "snr_weights", "train_diffusion", "training_glyphs"]  # fmt: skip
 
 
 @dataclass
@@ -37,6 +37,7 @@ class DiffusionConfig(RunConfig):
     data_seed: int = 0
     shade: float = 0.0  # colour shades around each palette colour (see `data.shade_of`)
     light: float = 0.0  # brightness gradients across the image (see `data.lit`)
+    spread: tuple[float, float] = (0.0, 0.0)  # overlapping shades of (glyph, background) (see `data.spread_of`)
     uncond_prob: float = 0.1  # captions dropped to "" so that classifier-free guidance works
     # chance that each attribute of a caption is swapped (`noisy_captions`): one for all, or (char, fg, bg)
     caption_noise: float | tuple[float, float, float] = 0.0
@@ -132,6 +133,11 @@ def encode_latents(
     return cache
 
 
+def training_glyphs(cfg: DiffusionConfig) -> GlyphDataset:
+    """Return the captioned glyphs a UNet run of `cfg` trains on."""
+    return GlyphDataset(cfg.data_size, seed=cfg.data_seed, shade=cfg.shade, light=cfg.light, spread=cfg.spread)
+
+
 def latent_std(cache: dict[str, torch.Tensor]) -> float:
     """Return the std of latents sampled from the cached posteriors: sqrt(var(mean) + E[std^2])."""
     return (cache["mean"].var() + cache["std"].pow(2).mean()).sqrt().item()
@@ -188,10 +194,10 @@ def train_diffusion(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)  # the latent cache is written before the loop starts
     vae.eval()
-    cache = encode_latents(vae, GlyphDataset(cfg.data_size, seed=cfg.data_seed, shade=cfg.shade, light=cfg.light),
-                           out / "latents.safetensors", progress=progress)  # fmt: skip
+    cache = encode_latents(vae, training_glyphs(cfg), out / "latents.safetensors", progress=progress)
     scale = vae.config.scaling_factor
     table = prompt_table()
+    unet.requires_grad_(True)  # it may be an earlier stage's moving average, which is frozen
     text_encoder.requires_grad_(train_text_encoder)
     frozen = None if train_text_encoder else encode_prompts(text_encoder.eval(), table)
     caption_noise = caption_noise_probs(cfg.caption_noise)  # refused before the first step, not at it
