@@ -19,8 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     stages = p.add_subparsers(dest="stage", metavar="STAGE", required=True, help="what to train")
 
     e = stages.add_parser("embedded", help="autoencoder, latents, UNet and export in one go",
-                          description="Run the embedded model's whole recipe (autoencoder, latents, UNet with the "
-                          "text encoder, decoder refinement) and export it to OUT/model, or where --export-to says.")  # fmt: skip
+                          description="Run the embedded model's whole recipe (autoencoder, latents, text encoder, the UNet "
+                          "and its second stage on overlapping background shades, optional decoder refinement) and "
+                          "export it to OUT/model, or where --export-to says.")  # fmt: skip
     e.add_argument("--out", default="runs/embedded", help="run folder (default: runs/embedded)")
     e.add_argument("--export-to", default=None,
                    help=f"diffusers folder to write (default: OUT/model; '{PACKAGE}': the installed package's embedded model)")  # fmt: skip
