@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -15,7 +14,7 @@ import torch
 from diffusers import DiffusionPipeline, StableDiffusionPipeline
 
 from sdviz.checkpoints import checkpoint_config, checkpoint_family, embedded_path
-from sdviz.quiet import quiet
+from sdviz.quiet import no_progress_bars, quiet
 from sdviz.validation import UsageError, UsageTypeError, check_device_name
 
 __all__ = ["CHECKPOINT_SUFFIXES", "EMBEDDED_ID", "SUPPORTED", "embedded_path", "load_pipeline", "pipeline_class",
@@ -140,29 +139,11 @@ def load_pipeline(
     if dtype is None:
         dtype = torch.float16 if dev.type == "cuda" else torch.float32
     kwargs = {"dtype": dtype}
-    with _quiet_loading():
+    with no_progress_bars():
         pipe, source = _load(model, config, kwargs)
     pipe = pipe.to(dev)
     pipe.register_to_config(_name_or_path=source)  # where it came from, recorded in every trace
     return pipe
-
-
-@contextlib.contextmanager
-def _quiet_loading():
-    """Hide the loading progress bars of diffusers and transformers, restoring them after."""
-    import diffusers.utils.logging as dlog
-    import transformers.utils.logging as tlog
-
-    was = dlog.is_progress_bar_enabled(), tlog.is_progress_bar_enabled()
-    dlog.disable_progress_bar()
-    tlog.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was[0]:
-            dlog.enable_progress_bar()
-        if was[1]:
-            tlog.enable_progress_bar()
 
 
 def _load(model, config, kwargs) -> tuple[DiffusionPipeline, str]:

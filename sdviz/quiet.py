@@ -1,4 +1,4 @@
-"""Mute chatty loggers (and, if asked, warnings) for a block, putting their levels back after."""
+"""Mute chatty loggers, warnings and the libraries' progress bars for a block, putting them back after."""
 
 from __future__ import annotations
 
@@ -28,3 +28,21 @@ def quiet(*loggers: str, warnings: bool = False) -> Iterator[None]:
     finally:
         for log, level in zip(logs, levels, strict=True):
             log.setLevel(level)
+
+
+@contextlib.contextmanager
+def no_progress_bars() -> Iterator[None]:
+    """Hide the progress bars diffusers and transformers draw when loading and saving, restoring them after."""
+    import diffusers.utils.logging as dlog
+    import transformers.utils.logging as tlog
+
+    was = dlog.is_progress_bar_enabled(), tlog.is_progress_bar_enabled()
+    dlog.disable_progress_bar()
+    tlog.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was[0]:
+            dlog.enable_progress_bar()
+        if was[1]:
+            tlog.enable_progress_bar()

@@ -80,7 +80,7 @@ def test_the_latent_cache_refuses_other_glyphs(tmp_path):
         encode_latents(vae, sdviz.train.data.GlyphDataset(4, shade=0.3), path, progress=False)
 
 
-def test_diffusion_run_resumes_and_exports_a_loadable_model(tmp_path):
+def test_diffusion_run_resumes_and_exports_a_loadable_model(tmp_path, capfd):
     vae = _vae().eval()
     cache = encode_latents(vae, sdviz.train.data.GlyphDataset(8), tmp_path / "latents.safetensors", progress=False)
     assert cache["mean"].shape == (8, 4, 8, 8) and cache["prompt"].min() >= 1
@@ -100,7 +100,9 @@ def test_diffusion_run_resumes_and_exports_a_loadable_model(tmp_path):
     train_diffusion(*_unet_and_text(), vae, tmp_path / "new" / "run", DIFF, progress=False, until=1)  # a fresh folder
     assert (tmp_path / "new" / "run" / "latents.safetensors").is_file()
 
+    capfd.readouterr()
     folder = export_pipeline(make_pipeline(vae, text, whole), tmp_path / "model")
+    assert "it/s]" not in capfd.readouterr().err  # no library progress bar (transformers draws one on saving)
     pipe = sdviz.load_pipeline(folder, device="cpu")
     pipe.set_progress_bar_config(disable=True)
     assert pipe.vae.config.scaling_factor == pytest.approx(vae.config.scaling_factor)

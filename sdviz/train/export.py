@@ -10,6 +10,7 @@ import torch
 from diffusers import StableDiffusionPipeline
 from safetensors.torch import load_file, save_file
 
+from sdviz.quiet import no_progress_bars
 from sdviz.tokenizer import write_tokenizer_files
 
 MAX_BYTES = 20 * 1024 * 1024
@@ -31,7 +32,8 @@ def export_pipeline(pipe: StableDiffusionPipeline, folder: str | Path, *, dtype:
     tmp = Path(tempfile.mkdtemp(prefix="sdviz-export-", dir=folder.parent))
     try:
         pipe.register_to_config(requires_safety_checker=False)
-        pipe.save_pretrained(tmp, safe_serialization=True)
+        with no_progress_bars():  # transformers draws one while it writes the text encoder
+            pipe.save_pretrained(tmp, safe_serialization=True)
         for f in sorted(tmp.rglob("*.safetensors")):
             state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in load_file(f).items()}
             save_file(state, f, metadata={"format": "pt"})
