@@ -62,8 +62,8 @@ DIFFUSION = DiffusionConfig(steps=12_000, lr=1e-3, warmup=200, data_size=40_000,
 # the background word then predicts its image softly by its shades, not by wrong captions. As a warm start from v3
 # this raised all three right (200 prompts, guidance 7.5) with Euler 25 from 93.0 to 95.0 %, LMS 25 84.5 -> 92.5 %,
 # PNDM 25 86.0 -> 89.5 %, DPM++ 2M Karras 10 84.0 -> 93.5 %, UniPC 10 85.0 -> 93.0 % against 3,000 steps of the
-# same at v3's settings (benchmarks/RESULTS.md, "Backgrounds of overlapping shades"). About 25 min more: 2 h 27 min
-# in all at v3's speed.
+# same at v3's settings (benchmarks/RESULTS.md, "Backgrounds of overlapping shades"). In the recipe (v5): 1,334 s
+# more, 2 h 26 min in all at v3's speed.
 SOFT_BACKGROUND = DiffusionConfig(steps=3000, lr=5e-4, warmup=100, data_size=20_000, shade=SHADE, spread=(0.0, 0.5),
                                   caption_noise=(CAPTION_NOISE, CAPTION_NOISE, 0.15), sample_every=1000, threads=2)  # fmt: skip
 SEED = 0
