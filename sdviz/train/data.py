@@ -169,11 +169,10 @@ def shade_of(color: str, rng: random.Random, shade: float) -> tuple[int, int, in
     input's own shade at low noise; with exact palette values it ignores the input, and guidance then turns the
     denoiser against its input (see `benchmarks/RESULTS.md`, embedded model v2).
     """
-    base = np.array(PALETTE[color], dtype=np.float64)
     radius = shade * _nearest_distance(color)
     d = np.array([rng.gauss(0, 1) for _ in range(3)])
     d *= radius * rng.random() ** (1 / 3) / max(np.linalg.norm(d), 1e-9)
-    return tuple(int(v) for v in np.clip(np.round(base + d), 0, 255))
+    return _offset(color, d)
 
 
 def spread_of(color: str, rng: random.Random, spread: float) -> tuple[int, int, int]:
@@ -183,8 +182,12 @@ def spread_of(color: str, rng: random.Random, spread: float) -> tuple[int, int, 
     name), so that a colour word predicts its image only softly, as a caption does for SD, which keeps the guided
     ODE smooth enough for multistep schedulers (see `benchmarks/RESULTS.md`, colour shades that overlap).
     """
+    return _offset(color, np.array([rng.gauss(0, 1) for _ in range(3)]) * spread * _nearest_distance(color))
+
+
+def _offset(color: str, d: np.ndarray) -> tuple[int, int, int]:
+    """Return a palette colour moved by `d` in RGB, rounded and clipped to valid values."""
     base = np.array(PALETTE[color], dtype=np.float64)
-    d = np.array([rng.gauss(0, 1) for _ in range(3)]) * spread * _nearest_distance(color)
     return tuple(int(v) for v in np.clip(np.round(base + d), 0, 255))
 
 
