@@ -40,7 +40,7 @@ def plot_quality(
 
     Args:
         results: `Evaluation` objects (`sdviz.train.evaluation.evaluate`) or their `to_dict()`s, or the whole
-            JSON that `benchmarks/bench_quality.py` writes (`sdviz/data/quality.json`: {"n_prompts",
+            JSON that `benchmarks/bench_quality.py` writes (`sdviz/data/quality.json`: {"n_prompts", "per_prompt",
             "guidance": [...], "schedulers": [...], "attention": {...}}).
         ax: the axes to draw into; a new figure when None.
         x: the setting on the x axis; results that differ in the other one get their own lines.
