@@ -28,9 +28,8 @@ EXTRA = ("dpm++2m_karras",)  # the settings SD users run at 10-15 steps
 
 
 def _row(label: str, r) -> str:
-    se = (r.all_accuracy * (1 - r.all_accuracy) / r.n_images) ** 0.5  # binomial standard error of all three
     return (f"| {label} | {r.char_accuracy:.1%} | {r.fg_accuracy:.1%} | {r.bg_accuracy:.1%} | {r.all_accuracy:.1%} "
-            f"± {se:.1%} | {r.seconds:.0f} |")
+            f"± {r.stderr():.1%} | {r.seconds:.0f} |")
 
 
 def main() -> None:

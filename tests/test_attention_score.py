@@ -76,5 +76,9 @@ def test_evaluate_command_reports_schedulers_and_attention(tmp_path, tiny_pipe):
     cells = [(r["scheduler"], r["steps"]) for r in result["quality"]]
     assert cells == [("euler", 2), ("euler", 3), ("ddim", 2), ("ddim", 3)]
     assert set(result["attention"]["per_role"]) == set(ROLES)
+    text = subprocess.run([*cmd[:8], "--per-prompt", "2", "--steps", "2"], capture_output=True, text=True, check=True)
+    head, row = text.stdout.splitlines()[1:3]
+    assert "2 prompts x 2" in text.stdout and head.split()[-2:] == ["±", "s.e."], text.stdout
+    assert row.split()[:2] == ["EulerDiscreteScheduler", "2"] and len(row.split()) == 7, row
     bad = subprocess.run([*cmd[:-1], "--schedulers", "eulr"], capture_output=True, text=True)
     assert bad.returncode == 2 and "euler" in bad.stderr and "Traceback" not in bad.stderr

@@ -18,7 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_run_options(p, device=False, seed=False, steps=False, scheduler=False)
     p.add_argument("--n-prompts", type=int, default=200, help="distinct held-out prompts (default: 200)")
-    p.add_argument("--per-prompt", type=int, default=1, help="images per prompt, each from its own seed (default: 1)")
+    p.add_argument("--per-prompt", type=int, default=1,
+                   help="images per prompt, each from its own seed (default: 1); the '± s.e.' column, the standard "
+                   "error of 'all', shrinks with the square root of the images")  # fmt: skip
     p.add_argument("--scheduler", "--schedulers", dest="schedulers", default="EulerDiscreteScheduler",
                    help="scheduler class name or alias, a comma-separated list, or 'all' for every scheduler of the "
                    "registry (default: EulerDiscreteScheduler)")  # fmt: skip
@@ -55,7 +57,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     results = []
     if not args.json:
         print(f"{args.n_prompts} prompts x {args.per_prompt}, guidance {args.guidance_scale:g}, read by the checker:")
-        print(f"  {'scheduler':<34} {'steps':>5} {'character':>9} {'glyph':>6} {'backgr.':>7} {'all':>6}")
+        print(f"  {'scheduler':<34} {'steps':>5} {'character':>9} {'glyph':>6} {'backgr.':>7} {'all':>6} {'± s.e.':>6}")
     for name in names:
         for n in steps:
             r = evaluate(pipe, n_prompts=args.n_prompts, per_prompt=args.per_prompt, scheduler=name, steps=n,
@@ -63,7 +65,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             results.append(r.to_dict())
             if not args.json:
                 print(f"  {r.scheduler:<34} {n:>5} {r.char_accuracy:>9.1%} {r.fg_accuracy:>6.1%} {r.bg_accuracy:>7.1%} "
-                      f"{r.all_accuracy:>6.1%}", flush=True)  # fmt: skip
+                      f"{r.all_accuracy:>6.1%} {r.stderr():>6.1%}", flush=True)  # fmt: skip
     out: dict = {"quality": results}
     if args.attention:
         from sdviz.attention_score import score_attention

@@ -43,6 +43,21 @@ class Evaluation:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def stderr(self, metric: str = "all_accuracy") -> float:
+        """Return the binomial standard error of an accuracy over the images, sqrt(p (1 - p) / n).
+
+        Args:
+            metric: "char_accuracy", "fg_accuracy", "bg_accuracy" or "all_accuracy".
+
+        Returns:
+            The standard error, as a fraction like the accuracy (one seed per prompt at 93 % over 200 images: 0.018).
+        """
+        metrics = ("char_accuracy", "fg_accuracy", "bg_accuracy", "all_accuracy")
+        if metric not in metrics:
+            raise ValueError(f"metric must be one of {metrics}, got {metric!r}")
+        p = getattr(self, metric)
+        return (p * (1 - p) / self.n_images) ** 0.5
+
 
 @torch.no_grad()
 def evaluate(
