@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import torch
 from diffusers import StableDiffusionPipeline
@@ -52,7 +52,7 @@ class Evaluation:
         Returns:
             The standard error, as a fraction like the accuracy (one seed per prompt at 93 % over 200 images: 0.018).
         """
-        metrics = ("char_accuracy", "fg_accuracy", "bg_accuracy", "all_accuracy")
+        metrics = tuple(f.name for f in fields(self) if f.name.endswith("_accuracy"))
         if metric not in metrics:
             raise ValueError(f"metric must be one of {metrics}, got {metric!r}")
         p = getattr(self, metric)
