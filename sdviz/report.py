@@ -193,7 +193,8 @@ def render_report(trace: Trace, *, preview: LatentRGB | None = None, strip_steps
             plot.plot_latent_channels(trace, step=kept[-1], fig=fig)
             parts += ["<h2>Latents</h2>", _figure(_png(fig), f"the 4 latent channels after step {kept[-1]}", "latents")]
 
-        if any(s.noise_pred_uncond is not None for s in trace.steps):
+        # the guidance plot needs both halves; a run may have kept only one
+        if any(s.noise_pred_text is not None and s.noise_pred_uncond is not None for s in trace.steps):
             fig = Figure(figsize=(7, 3.2), layout="constrained")
             plot.plot_guidance_norms(trace, ax=fig.add_subplot())
             parts += ["<h2>Classifier-free guidance</h2>",

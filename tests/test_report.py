@@ -48,6 +48,14 @@ def test_truncated_tokens_are_marked(embedded_pipe):
     assert "Denoising, step by step" not in page  # x0 was not kept
 
 
+@pytest.mark.parametrize("half", ["noise_pred_text", "noise_pred_uncond"])
+def test_report_leaves_out_guidance_when_one_half_was_not_kept(embedded_pipe, half):
+    t = sdviz.generate(embedded_pipe, "a red letter A on a blue background", steps=2, seed=0,
+                       keep=["latents", "x0", half])
+    page = render_report(t)
+    assert "Denoising, step by step" in page and "Classifier-free guidance" not in page
+
+
 def _chromium(args: list[str], tmp_path) -> subprocess.CompletedProcess:
     assert CHROMIUM, "chromium is needed for this test: apt-get install chromium (.ci/run installs it)"
     cmd = [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", *args]
