@@ -5,7 +5,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 import sdviz
-from sdviz.pipeline import embedded_path
+from sdviz.pipeline import default_dtype, embedded_path
 from sdviz.train.architecture import UNET_CONFIG
 
 
@@ -21,6 +21,13 @@ def test_embedded_model_generates_64px(embedded_pipe):
     assert embedded_pipe.safety_checker is None
     img = _image(embedded_pipe)
     assert img.shape == (64, 64, 3)
+
+
+def test_default_dtype_keeps_the_embedded_model_in_float32():
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert default_dtype(None, cuda) == torch.float32  # float16 cost it 5 points on a GPU
+    assert default_dtype("runwayml/stable-diffusion-v1-5", cuda) == torch.float16
+    assert default_dtype("some/folder", cpu) == torch.float32 and default_dtype(None, cpu) == torch.float32
 
 
 def test_embedded_folder_is_small_and_standard():
