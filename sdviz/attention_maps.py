@@ -166,7 +166,8 @@ class AttentionMaps:
             tokens = self.tokens[index]
             cut = len(tokens) == CLIP_TOKENS and tokens[-1] == _END and tokens[-2] != _END  # no padding: it was full
             why = f" (the prompt filled CLIP's {len(tokens)} tokens: words after that were cut off)" if cut else ""
-            raise UsageError(f"{word!r} is not a word of the prompt{why}; its words are {[w for w, _ in self.words(index)]}")
+            words = [w for w, _ in self.words(index)]
+            raise UsageError(f"{word!r} is not a word of the prompt{why}; its words are {_few(words)}")
         n = len(found)
         if occurrence == "all":
             return [p for ps in found for p in ps]
@@ -175,7 +176,7 @@ class AttentionMaps:
         if occurrence is None or not isinstance(occurrence, int) or not 1 <= occurrence <= n:
             given = "" if occurrence is None else f", got occurrence={occurrence!r}"
             raise UsageError(
-                f"{word!r} occurs {n} time{'s' * (n > 1)} in the prompt (token positions {found}): pass "
+                f"{word!r} occurs {n} time{'s' * (n > 1)} in the prompt (token positions {_few(found)}): pass "
                 f"occurrence=1..{n} for one of them, or occurrence='all' for their sum{given}"
             )
         return found[occurrence - 1]
@@ -301,3 +302,8 @@ def _matches(group: str, factor: int | None, wanted: str | int) -> bool:
     if isinstance(wanted, int) or str(wanted).isdigit():
         return factor is not None and factor == int(wanted)
     return group == wanted or (group != "all" and group.startswith(wanted))
+
+
+def _few(items: list, n: int = 8) -> str:
+    """Return a list for a message, its first `n` entries only when longer."""
+    return str(items) if len(items) <= n else f"{str(items[:n])[:-1]}, ... ({len(items)} in all)]"

@@ -36,6 +36,14 @@ def test_a_repeated_word_is_never_summed_silently(maps):
     assert "words: a x3, red, letter, on, blue, background" in repr(maps)
 
 
+def test_long_lists_in_messages_are_cut(embedded_pipe_session):
+    maps = sdviz.generate(embedded_pipe_session, " ".join(["red"] * 90), steps=1, seed=0, attention=True).attention
+    with pytest.raises(ValueError, match=r"occurs 75 times in the prompt \(token positions \[\[1\], .*\[8\], \.\.\. \(75 in all\)\]\)"):
+        maps.word_map("red")
+    with pytest.raises(ValueError, match=r"its words are \['red', .* \.\.\. \(75 in all\)\]"):
+        maps.word_map("blue")
+
+
 def test_phrases(maps):
     t = maps.token_maps()
     torch.testing.assert_close(maps.word_map("letter A"), t[3] + t[4])

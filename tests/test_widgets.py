@@ -6,6 +6,7 @@ import pytest
 import sdviz
 from sdviz import preview, widgets
 from sdviz.plot.latents import latent_image
+from sdviz.report import render_report
 from sdviz.widgets.viewer import DPI, png_size
 
 PROMPT = "a red letter A on a blue background"
@@ -111,6 +112,14 @@ def test_attention_explorer_offers_steps_only_when_there_is_a_choice(embedded_pi
     t = sdviz.generate(embedded_pipe_session, "a red letter A", steps=3, seed=0, attention=True)
     a = widgets.AttentionExplorer(t)
     assert a.steps is None and len(a.box.children[0].children) == 1
+
+
+def test_attention_views_of_an_empty_prompt(embedded_pipe_session):
+    t = sdviz.generate(embedded_pipe_session, "", steps=2, seed=0, attention=True)
+    with pytest.raises(ValueError, match="no words to show.*token_maps"):
+        widgets.AttentionExplorer(t)
+    page = render_report(t)  # the rest of the report stays
+    assert "no word map to show" in page and "Denoising, step by step" in page
 
 
 def test_parse_settings():

@@ -136,7 +136,8 @@ def plot_prompt_attention(
         entries = [(w if isinstance(w, str) else f"{w[0]} #{w[1]}" if isinstance(w, tuple) else f"token {w}", w)
                    for w in words]  # fmt: skip
     if not entries:
-        raise ValueError("the prompt has no words to show")
+        raise ValueError("the prompt has no words to show (an empty prompt's maps hold only the start and end "
+                         "tokens: trace.attention.token_maps() has all 77 positions)")  # fmt: skip
     opts = {"steps": steps, "layers": layers, "index": index}
     if "vmax" not in kwargs and scale == "shared":
         size = "image" if image is not None else None

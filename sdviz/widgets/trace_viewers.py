@@ -111,6 +111,9 @@ class AttentionExplorer(Viewer):
         self.trace, self.maps, self.index = trace, trace.attention, index
         self.words = {label: (w, occurrence) for label, w, occurrence in word_occurrences(self.maps, index)}
         labels = list(self.words)  # a repeated word once per occurrence: "a #1", "a #2"
+        if not labels:
+            raise ValueError("the prompt has no words to show (an empty prompt's maps hold only the start and end "
+                             "tokens: trace.attention.token_maps() has all 77 positions)")  # fmt: skip
         self.word = W.Dropdown(options=labels, value=labels[0], description="word")
         bins = self.maps.bins
         self.steps = None  # a step-range choice only where the capture kept several ranges
