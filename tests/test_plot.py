@@ -91,6 +91,8 @@ def test_alpha_bar_and_snr():
     snr = plot.plot_snr({"sd": procs[1]}, ax=ax)
     np.testing.assert_allclose(snr[0].get_ydata(), procs[1].snr.numpy())
     assert snr[0].get_label() == "sd" and ax.get_yscale() == "log"
+    with pytest.raises(TypeError, match="expected a ForwardProcess.*got Schedule .*draw it with plot_sigmas"):
+        plot.plot_snr(schedulers.schedule("euler", 10), ax=_ax())
 
 
 def test_forward_process_grid(trace):

@@ -95,11 +95,15 @@ def _processes(data: ForwardProcess | Sequence[ForwardProcess] | Mapping[str, Fo
         return [(data.beta_schedule, data)]
     if isinstance(data, Mapping):
         items = [(str(k), v) for k, v in data.items()]
-    else:
+    elif isinstance(data, Sequence) and not isinstance(data, str):
         items = [(getattr(v, "beta_schedule", "?"), v) for v in data]
+    else:
+        items = [("data", data)]
     for label, v in items:
         if not isinstance(v, ForwardProcess):
-            raise TypeError(f"{label}: expected a ForwardProcess (sdviz.schedulers.forward_process), got {type(v).__name__}")
+            hint = " (a sampling run's schedule: draw it with plot_sigmas)" if isinstance(v, Schedule | Trace) else ""
+            raise TypeError(f"{label}: expected a ForwardProcess (sdviz.schedulers.forward_process), a list or a "
+                            f"{{label: ...}} dict of them, got {type(v).__name__}{hint}")  # fmt: skip
     return items
 
 
