@@ -9,6 +9,7 @@ work around the pipeline call. Also prints the bytes of the attention maps and t
 Random weights cost the same time as trained ones; nothing is downloaded.
 
 Usage: python benchmarks/bench_sd15_size.py [--steps 2] [--repeats 3] [--threads 2] [--size 512] [--max-minutes 9]
+       [--device cuda] [--dtype float16]
 """
 
 import argparse
@@ -52,10 +53,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--max-minutes", type=float, default=None, help="stop repeating when this much time has gone")
+    ap.add_argument("--device", default="cpu", help="where the pipeline runs, e.g. cuda")
+    ap.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32", help="the weights' dtype")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    pipe = build()
+    pipe = build().to(args.device, getattr(torch, args.dtype))
     n_params = sum(p.numel() for m in (pipe.unet, pipe.vae, pipe.text_encoder) for p in m.parameters())
     print(f"built SD 1.5's architecture ({n_params / 1e6:.0f} M parameters) in {time.perf_counter() - t0:.0f} s")
     kw = {"height": args.size, "width": args.size}
@@ -88,7 +91,7 @@ def main() -> None:
               flush=True)  # fmt: skip
 
     print(f"\n{args.size}x{args.size}, {args.steps} Euler steps, guidance 7.5, {args.threads} threads, "
-          f"{args.repeats} interleaved repeats\n")  # fmt: skip
+          f"{args.device} {args.dtype}, {args.repeats} interleaved repeats\n")  # fmt: skip
     print("| what | clock | median ratio to plain (min, max) | target |\n|---|---|---|---|")
     for name, target in (("plain", ""), ("full capture", "<= 1.03"), ("capture + attention", "<= 1.25")):
         for clock, ts in (("wall", times), ("CPU", cpu)):
