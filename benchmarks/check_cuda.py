@@ -79,9 +79,8 @@ def main() -> None:
               ", ".join(f"{k} {a:.1%} ({s:.0f} s)" for k, (a, s) in accs.items()))  # fmt: skip
 
     # Capture everything on the GPU, save, load, report.
-    trace = sdviz.generate(gpu16, PROMPT, steps=10, scheduler="euler", attention=True,
-                           keep=["latents", "x0", "noise_pred", "noise_pred_uncond"])  # fmt: skip
     fields = ("latents", "x0", "noise_pred", "noise_pred_uncond")
+    trace = sdviz.generate(gpu16, PROMPT, steps=10, scheduler="euler", attention=True, keep=fields)
     tensors = [(k, getattr(st, k)) for st in trace.steps for k in fields]
     on_gpu = sorted({k for k, v in tensors if v.device.type != "cpu"})
     check("trace tensors on the CPU", not on_gpu and len(tensors) == 10 * len(fields),

@@ -200,11 +200,11 @@ def render_report(trace: Trace, *, preview: LatentRGB | None = None, strip_steps
             parts += ["<h2>Classifier-free guidance</h2>",
                       _figure(_png(fig), "norms of the text and unconditional noise predictions and their difference", "guidance")]
 
-    if trace.attention is not None and not trace.attention.words():
+    n_words = len(trace.attention.words()) if trace.attention is not None else 0
+    if trace.attention is not None and not n_words:
         parts += ["<h2>Cross-attention</h2>", "<p>The prompt has no words, so there is no word map to show.</p>"]
     elif trace.attention is not None:
-        n_words = len(trace.attention.words())
-        fig = Figure(figsize=(1.8 * max(1, n_words), 2.2), layout="constrained")
+        fig = Figure(figsize=(1.8 * n_words, 2.2), layout="constrained")
         plot.plot_prompt_attention(trace, fig=fig)
         parts += ["<h2>Cross-attention</h2>",
                   _figure(_png(fig), "where each word of the prompt attends, averaged over steps and layers", "attention")]

@@ -32,6 +32,11 @@ def _maps_and_image(data: Trace | AttentionMaps, image: Image.Image | None, inde
 Word = str | int | tuple[str, int | str]  # a word, phrase or token position; or (word, occurrence)
 
 
+# said wherever a view needs words and the prompt has none
+NO_WORDS = ("the prompt has no words to show (an empty prompt's maps hold only the start and end tokens: "
+            "trace.attention.token_maps() has all 77 positions)")
+
+
 def prompt_words(maps: AttentionMaps, index: int = 0) -> list[str]:
     """Return the distinct words of prompt `index`, in order."""
     return list(dict.fromkeys(w.lower() for w, _ in maps.words(index)))
@@ -136,8 +141,7 @@ def plot_prompt_attention(
         entries = [(w if isinstance(w, str) else f"{w[0]} #{w[1]}" if isinstance(w, tuple) else f"token {w}", w)
                    for w in words]  # fmt: skip
     if not entries:
-        raise ValueError("the prompt has no words to show (an empty prompt's maps hold only the start and end "
-                         "tokens: trace.attention.token_maps() has all 77 positions)")  # fmt: skip
+        raise ValueError(NO_WORDS)
     opts = {"steps": steps, "layers": layers, "index": index}
     if "vmax" not in kwargs and scale == "shared":
         size = "image" if image is not None else None

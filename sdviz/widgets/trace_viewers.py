@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 
 from sdviz.latent_rgb import LatentRGB
 from sdviz.plot import bare, kept_steps, latent_image, step_tensor, xt_tensor
-from sdviz.plot.attention import word_occurrences
+from sdviz.plot.attention import NO_WORDS, word_occurrences
 from sdviz.preview import decode
 from sdviz.trace import Trace
 from sdviz.widgets.viewer import Viewer, W, error_html
@@ -112,8 +112,7 @@ class AttentionExplorer(Viewer):
         self.words = {label: (w, occurrence) for label, w, occurrence in word_occurrences(self.maps, index)}
         labels = list(self.words)  # a repeated word once per occurrence: "a #1", "a #2"
         if not labels:
-            raise ValueError("the prompt has no words to show (an empty prompt's maps hold only the start and end "
-                             "tokens: trace.attention.token_maps() has all 77 positions)")  # fmt: skip
+            raise ValueError(NO_WORDS)
         self.word = W.Dropdown(options=labels, value=labels[0], description="word")
         bins = self.maps.bins
         self.steps = None  # a step-range choice only where the capture kept several ranges
