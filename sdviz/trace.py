@@ -136,9 +136,12 @@ class Trace:
 
     def __repr__(self) -> str:
         state = "" if self.complete else ", incomplete"
+        more = len(self.prompts) - 1
+        prompt = f"{self.prompt!r}" + (f" and {more} more prompt{'s' * (more > 1)}" if more > 0 else "")
+        images = f", {len(self.images)} images" if len(self.images) > 1 else ""
         return (
-            f"Trace({self.prompt!r}, {self.scheduler}, {len(self.steps)} UNet evaluations, "
-            f"{self.num_inference_steps} steps, {self.width}x{self.height}, seed={self.seed}{state})"
+            f"Trace({prompt}, {self.scheduler}, {len(self.steps)} UNet evaluations, "
+            f"{self.num_inference_steps} steps, {self.width}x{self.height}{images}, seed={self.seed}{state})"
         )
 
     def __eq__(self, other: object) -> bool:

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import stat
@@ -138,6 +139,13 @@ def test_repr_is_short(trace):
     step = repr(trace.steps[1])
     assert step.startswith(f"Step(1, t={trace.steps[1].timestep:g}, sigma=") and "latents (1, 4, 8, 8)" in step
     assert len(step) < 200  # shapes, not the numbers
+
+
+def test_repr_counts_a_batch(trace):
+    assert "more prompt" not in repr(trace) and "images" not in repr(trace)
+    batch = dataclasses.replace(trace, prompts=[trace.prompt, "a green digit 3 on a white background", "x"],
+                                images=trace.images * 4)  # fmt: skip
+    assert f"Trace({trace.prompt!r} and 2 more prompts, " in repr(batch) and ", 4 images, seed=" in repr(batch)
 
 
 @pytest.mark.parametrize(
