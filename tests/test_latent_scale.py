@@ -74,6 +74,12 @@ def test_latent_norms_plot_puts_runs_on_one_scale(runs):
     assert list(vp.get_xdata()) == [s.latent_sigma for s in runs["dpm++2m"].steps]
     with pytest.raises(ValueError, match="'fraction', 'step' or 'sigma'"):
         plot.plot_latent_norms(runs, x="time")
+    (one,) = plot.plot_latent_norms(runs["dpm++2m"], ax=Figure().add_subplot(), scale="vp", x="sigma")
+    assert list(one.get_ydata()) == list(vp.get_ydata())  # one trace draws as a list of one
+    with pytest.raises(TypeError, match="runs must hold traces, got str at 'euler'"):
+        plot.plot_latent_norms({"euler": "run.sdviz"})
+    with pytest.raises(TypeError, match="a Trace, a list of traces"):
+        plot.plot_latent_norms(iter([runs["euler"]]))
 
 
 def test_step_strip_shows_x_t_on_one_scale(runs):

@@ -77,7 +77,7 @@ def plot_compare_grid(
 
 
 def plot_latent_norms(
-    runs: Mapping[Any, Trace] | list[Trace],
+    runs: Mapping[Any, Trace] | list[Trace] | Trace,
     *,
     ax: Any = None,
     scale: str = "sigma",
@@ -92,7 +92,7 @@ def plot_latent_norms(
     `scale` first (`Step.latents_on`), so the lines compare.
 
     Args:
-        runs: `sdviz.compare`'s {(scheduler, steps): Trace}, {label: Trace}, or a list of traces.
+        runs: `sdviz.compare`'s {(scheduler, steps): Trace}, {label: Trace}, a list of traces, or one trace.
         ax: the axes to draw into; a new figure when None.
         scale: "sigma" (x0 + sigma * eps) or "vp" (unit variance, as the UNet is handed x_t).
         x: "fraction" of the run, "step" index, or "sigma", the noise level of x_t (log axis).
@@ -104,9 +104,17 @@ def plot_latent_norms(
     """
     if x not in ("fraction", "step", "sigma"):
         raise ValueError(f"x must be 'fraction', 'step' or 'sigma', got {x!r}")
-    items = list(runs.items()) if isinstance(runs, Mapping) else [(t.compare_key or t.scheduler, t) for t in runs]
+    if isinstance(runs, Trace):
+        runs = [runs]
+    if not isinstance(runs, Mapping | list | tuple):
+        raise TypeError(f"runs must be a Trace, a list of traces or a {{label: Trace}} dict, got {type(runs).__name__}")
+    items = list(runs.items()) if isinstance(runs, Mapping) else [(None, t) for t in runs]
     if not items:
         raise ValueError("no runs to plot")
+    for key, trace in items:
+        if not isinstance(trace, Trace):
+            raise TypeError(f"runs must hold traces, got {type(trace).__name__}" + (f" at {key!r}" if key else ""))
+    items = [(key or trace.compare_key or trace.scheduler, trace) for key, trace in items]
     ax = get_ax(ax)
     lines = []
     for key, trace in items:
