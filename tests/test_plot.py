@@ -102,6 +102,12 @@ def test_forward_process_grid(trace):
     assert grid.shape == (1, 3)
     np.testing.assert_allclose(grid[0, 2].get_array(),
                                np.transpose(np.clip(n.samples[1].numpy() / 2 + 0.5, 0, 1), (1, 2, 0)))
+    figures = plt.get_fignums()
+    with pytest.raises(TypeError, match="expected a Noised .*got Trace at 'run'"):
+        plot.plot_forward_process({"run": trace})
+    with pytest.raises(TypeError, match="got Trace"):
+        plot.plot_forward_process(trace)
+    assert plt.get_fignums() == figures  # refused before a figure is made
 
 
 def test_timestep_embedding_heatmap():
@@ -109,6 +115,18 @@ def test_timestep_embedding_heatmap():
     im = plot.plot_timestep_embedding([0, 500, 999], dim=32, ax=ax)
     np.testing.assert_allclose(im.get_array(), timestep_embedding(torch.tensor([0.0, 500, 999]).double(), 32).numpy())
     assert im.axes is ax
+
+
+def test_timestep_embedding_of_a_run_and_a_schedule(trace):
+    im = plot.plot_timestep_embedding(trace, dim=16, ax=_ax())
+    t = torch.tensor([s.timestep for s in trace.steps]).double()
+    assert im.get_array().shape == (len(trace.steps), 16)
+    np.testing.assert_allclose(im.get_array(), timestep_embedding(t, 16).numpy())
+    sched = schedulers.schedule("heun", 4)
+    im = plot.plot_timestep_embedding(sched, dim=16, ax=_ax())
+    np.testing.assert_allclose(im.get_array(), timestep_embedding(torch.as_tensor(sched.timesteps), 16).numpy())
+    with pytest.raises(TypeError, match="timesteps must be numbers, a Trace or a Schedule, got dict"):
+        plot.plot_timestep_embedding({"t": 1})
 
 
 def test_compare_grid(embedded_pipe):
@@ -176,6 +194,14 @@ def test_overlay(trace):
     assert alone.shape == (8, 8, 3)
     brightest = np.unravel_index(int(heat.argmax()), heat.shape)
     assert tuple(alone[brightest]) == (252, 255, 164)  # inferno's top colour at the map's maximum
+    figures = plt.get_fignums()
+    with pytest.raises(TypeError, match=r"heat must be .* got Trace \(a word's map of a run: trace.attention.word_map"):
+        plot.plot_overlay(trace)
+    with pytest.raises(TypeError, match="image must be a PIL image .* got str"):
+        plot.plot_overlay(heat, "red")
+    with pytest.raises(TypeError, match="image must be a PIL image"):
+        plot.overlay_image(heat, trace.image.getdata())
+    assert plt.get_fignums() == figures
 
 
 def test_kwargs_pass_through(trace):
@@ -183,6 +209,12 @@ def test_kwargs_pass_through(trace):
     assert ims[0].get_cmap().name == "viridis"
     lines = plot.plot_sigmas(trace, ax=_ax(), color="red", linestyle="--")
     assert lines[0].get_color() == "red" and lines[0].get_linestyle() == "--"
+
+
+def _trace_like():
+    from sdviz.trace import Trace
+
+    return Trace(prompt="p")
 
 
 def _evaluation(scheduler, steps, guidance, acc):
@@ -210,6 +242,8 @@ def test_quality_by_guidance_splits_other_settings():
         plot.plot_quality(results, metric="accuracy")
     with pytest.raises(ValueError, match="x must be one of"):
         plot.plot_quality(results, x="seed")
+    with pytest.raises(TypeError, match="results must be Evaluation objects.*got Trace"):
+        plot.plot_quality(_trace_like())
 
 
 def test_quality_reads_the_shipped_json():

@@ -45,8 +45,17 @@ def plot_forward_process(
         rows = [("", noised)]
     elif isinstance(noised, Mapping):
         rows = list(noised.items())
-    else:
+    elif isinstance(noised, list | tuple):
         rows = [("", n) for n in noised]
+    else:
+        rows = [("", noised)]
+    for label, n in rows:
+        if not isinstance(n, Noised):
+            where = f" at {label!r}" if label else ""
+            raise TypeError(f"expected a Noised (sdviz.preview.noise_image), a list or a {{label: Noised}} dict of them, "
+                            f"got {type(n).__name__}{where}")  # fmt: skip
+    if not rows:
+        raise ValueError("no noised samples to plot")
     ncols = len(rows[0][1].timesteps) + int(clean)
     if any(len(n.timesteps) + int(clean) != ncols for _, n in rows):
         raise ValueError("every row must be noised at the same number of timesteps")

@@ -15,6 +15,9 @@ from sdviz.plot.common import bare, get_ax, to_numpy
 
 def _fit(heat: torch.Tensor | np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
     """Return the heat map as a float array, resized (bilinear) to (height, width) when given."""
+    if not isinstance(heat, torch.Tensor | np.ndarray | list | tuple):
+        hint = " (a word's map of a run: trace.attention.word_map(word, size='image'))" if hasattr(heat, "attention") else ""
+        raise TypeError(f"heat must be an (H, W) tensor or array, got {type(heat).__name__}{hint}")
     h = to_numpy(heat)
     if h.ndim != 2:
         raise ValueError(f"a heat map is 2-D (H, W), got shape {h.shape}")
@@ -22,6 +25,15 @@ def _fit(heat: torch.Tensor | np.ndarray, size: tuple[int, int] | None) -> np.nd
         return h
     t = torch.nn.functional.interpolate(torch.from_numpy(h)[None, None], size=size, mode="bilinear", align_corners=False)
     return t[0, 0].numpy()
+
+
+def _size(image: Image.Image | None) -> tuple[int, int] | None:
+    """Return a background's (height, width), or None without one; refuse what is not a PIL image."""
+    if image is None:
+        return None
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"image must be a PIL image (e.g. trace.images[0]) or None, got {type(image).__name__}")
+    return image.height, image.width
 
 
 def plot_overlay(
@@ -44,9 +56,8 @@ def plot_overlay(
     Returns:
         The map's `AxesImage`.
     """
+    h = _fit(heat, _size(image))  # refused before a figure is made
     ax = get_ax(ax)
-    size = (image.height, image.width) if image is not None else None
-    h = _fit(heat, size)
     if image is not None:
         ax.imshow(np.asarray(image.convert("L")), cmap="gray", vmin=0, vmax=255)
     im = ax.imshow(h, **{"cmap": "inferno", "alpha": alpha if image is not None else 1.0, "vmin": 0.0, **kwargs})
@@ -74,8 +85,7 @@ def overlay_image(
     Returns:
         An RGB image of the background's size.
     """
-    size = (image.height, image.width) if image is not None else None
-    h = _fit(heat, size)
+    h = _fit(heat, _size(image))
     top = vmax if vmax is not None else float(h.max())
     rgb = colormaps[cmap](np.clip(h / (top or 1.0), 0.0, 1.0))[..., :3]
     if image is not None:

@@ -55,6 +55,9 @@ def plot_quality(
         raise ValueError(f"x must be one of {tuple(_X_LABELS)}, got {x!r}")
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    if not isinstance(results, Sequence | Mapping) or isinstance(results, str):
+        raise TypeError(f"results must be Evaluation objects, their dicts, or the JSON that bench_quality.py writes; "
+                        f"got {type(results).__name__}")  # fmt: skip
     if isinstance(results, Mapping):
         table = table or ("schedulers" if x == "steps" else "guidance")
         tables = [k for k, v in results.items() if isinstance(v, list)]
