@@ -49,7 +49,7 @@ CLI = [
             (["--steps", "2000"], "in [1, 1000]"),
             (["--steps", "1000", "--scheduler", "pndm"], "runs at most 999 steps"),
             (["--steps", "x"], "invalid int value: 'x'"),
-            (["--seed", "-1"], "seed must be an int in [0,"),
+            (["--seed", "-1"], "--seed must be an int in [0, 18446744073709551615], got -1\n"),  # no API hint
             (["--seed", str(2**64)], "seed must be an int in [0,"),
             (["--seed", "1.5"], "invalid int value"),
             (["--guidance-scale", "nan"], "guidance_scale must be a finite number >= 0, got nan"),
@@ -94,6 +94,9 @@ CLI = [
             (["--steps", "5"], "--steps needs a scheduler NAME"),
             (["euler", "--steps", "ten"], "invalid int value"),
             (["EDMEulerScheduler"], "c_noise"),
+            (["describe"], "describe takes one scheduler NAME"),
+            (["describe", "eulr"], "did you mean 'euler'"),
+            (["euler", "heun"], "give one scheduler NAME to describe, or none"),
         ]
     ],  # fmt: skip
     # 5. evaluate

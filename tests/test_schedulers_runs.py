@@ -74,6 +74,18 @@ def test_cli_lists_and_describes(capsys):
     assert "--steps needs a scheduler NAME" in capsys.readouterr().err
 
 
+
+def test_cli_takes_list_and_describe_as_verbs(capsys):
+    assert main(["schedulers"]) == 0
+    listing = capsys.readouterr().out
+    assert main(["schedulers", "list"]) == 0
+    assert capsys.readouterr().out == listing
+    assert main(["schedulers", "heun", "--steps", "3"]) == 0
+    heun = capsys.readouterr().out
+    assert main(["schedulers", "describe", "heun", "--steps", "3"]) == 0
+    assert capsys.readouterr().out == heun and heun.startswith("HeunDiscreteScheduler: ")
+
+
 def test_dpm_sde_run_repeats_only_with_a_noise_seed(embedded_pipe):
     pipe = embedded_pipe
     threads = torch.get_num_threads()

@@ -48,7 +48,7 @@ def output_path(value: str | Path, package: Callable[[], Path]) -> Path:
 
 def check_run_args(args: argparse.Namespace) -> None:
     """Check the shared options a command was given before any model loads (one line and exit 2 when wrong)."""
-    from sdviz.validation import MAX_SIDE, check_guidance, check_int, check_seed
+    from sdviz.validation import MAX_SEED, MAX_SIDE, check_guidance, check_int
 
     if getattr(args, "device", None) is not None:
         from sdviz.pipeline import resolve_device
@@ -57,7 +57,7 @@ def check_run_args(args: argparse.Namespace) -> None:
     if isinstance(getattr(args, "steps", None), int):
         check_int("--steps", args.steps, low=1)
     if getattr(args, "seed", None) is not None:
-        check_seed(args.seed)
+        check_int("--seed", args.seed, low=0, high=MAX_SEED)  # the API's hint (None) has no CLI spelling
     if getattr(args, "guidance_scale", None) is not None:
         check_guidance(args.guidance_scale)
     for name in ("height", "width"):

@@ -14,14 +14,29 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="List every scheduler that drives an SD 1.x UNet with its aliases, order and whether it is "
         "stochastic; with NAME, describe that scheduler's parameters (type, default, allowed values, meaning).",
     )
-    p.add_argument("name", nargs="?", default=None, help="a scheduler class name or alias to describe")
+    p.add_argument("name", nargs="*", metavar="NAME",
+                   help="a scheduler class name or alias to describe (`list` and `describe NAME` also work)")  # fmt: skip
     p.add_argument("--steps", type=int, default=None, help="with NAME, also print its timesteps and sigmas for this many steps")
     p.set_defaults(func=_cmd_schedulers)
+
+
+def _scheduler_name(words: list[str]) -> str | None:
+    """Return the scheduler NAME of `sdviz schedulers [list | [describe] NAME]`, or None to list them all."""
+    from sdviz.validation import UsageError
+
+    if words[:1] == ["describe"]:
+        if len(words) != 2:
+            raise UsageError("describe takes one scheduler NAME, e.g. `sdviz schedulers describe euler`")
+        return words[1]
+    if len(words) > 1:
+        raise UsageError(f"give one scheduler NAME to describe, or none to list them all; got {' '.join(words)!r}")
+    return None if words in ([], ["list"]) else words[0]
 
 
 def _cmd_schedulers(args: argparse.Namespace) -> int:
     from sdviz import schedulers
 
+    args.name = _scheduler_name(args.name)
     if args.name is None:
         if args.steps is not None:
             raise ValueError("--steps needs a scheduler NAME, e.g. `sdviz schedulers euler --steps 20`")
