@@ -40,6 +40,19 @@ def test_step_scrubber_without_a_vae_says_how(trace):
     assert any("vae=pipe.vae" in t.get_text() for t in v.images["decoded"].axes.texts)
 
 
+def test_viewers_open_a_saved_trace_and_name_what_they_need(trace, embedded_pipe_session, tmp_path):
+    path = trace.save(tmp_path / "run.sdviz")
+    for viewer in (widgets.StepScrubber, widgets.AttentionExplorer):
+        assert viewer(path).view.value == viewer(trace).view.value  # the same picture from the file
+        assert viewer(str(path)).trace == trace
+        with pytest.raises(TypeError, match="a viewer shows one run: pass one of them"):
+            viewer([trace, trace])
+        with pytest.raises(TypeError, match=r"got StableDiffusionPipeline; run the pipeline first: trace = sdviz\.generate"):
+            viewer(embedded_pipe_session)
+        with pytest.raises(FileNotFoundError, match="no trace file at"):
+            viewer(tmp_path / "none.sdviz")
+
+
 def test_step_scrubber_needs_latents(embedded_pipe):
     t = sdviz.generate(embedded_pipe, "x", steps=2, keep=["noise_pred"])
     with pytest.raises(ValueError, match="keep=\\['latents', 'x0'\\]"):

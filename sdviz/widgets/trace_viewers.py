@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -15,11 +17,26 @@ from sdviz.trace import Trace
 from sdviz.widgets.viewer import Viewer, W, error_html
 
 
+def as_trace(trace: Any) -> Trace:
+    """Return `trace`, or the trace saved at that path; refuse anything else with what to pass instead."""
+    if isinstance(trace, Trace):
+        return trace
+    if isinstance(trace, str | os.PathLike):
+        return Trace.load(trace)
+    if isinstance(trace, Mapping | list | tuple):
+        hint = "; a viewer shows one run: pass one of them"
+    elif hasattr(trace, "unet"):
+        hint = "; run the pipeline first: trace = sdviz.generate(pipe, prompt, attention=True)"
+    else:
+        hint = ""
+    raise TypeError(f"expected a Trace or the path of a .sdviz file, got {type(trace).__name__}{hint}")
+
+
 class StepScrubber(Viewer):
     """A slider over the steps of a trace showing x_t, the predicted x0, x0 decoded by the VAE, and x_t's channels.
 
     Args:
-        trace: a trace that kept "latents" and "x0".
+        trace: a trace that kept "latents" and "x0", or the path of one saved.
         preview: a fitted latent -> RGB map (`preview.fit_latent_rgb(pipe.vae)`); false colour when None.
         vae: the run's VAE (`pipe.vae`): x0 decoded into the picture the run is heading for, at full size.
             Without it that panel says how to get it.
@@ -27,8 +44,9 @@ class StepScrubber(Viewer):
         scale: x_t's scale: "vp" (unit variance, as the UNet sees it), "sigma", or None for as kept.
     """
 
-    def __init__(self, trace: Trace, *, preview: LatentRGB | None = None, vae: Any = None, index: int = 0,
+    def __init__(self, trace: Trace | str | os.PathLike, *, preview: LatentRGB | None = None, vae: Any = None, index: int = 0,
                  scale: str | None = "vp") -> None:  # fmt: skip
+        trace = as_trace(trace)
         self.trace, self.preview, self.vae, self.index, self.scale = trace, preview, vae, index, scale
         self.steps = [s for s in kept_steps(trace, "latents") if trace.steps[s].x0 is not None]
         if not self.steps:
@@ -99,13 +117,17 @@ class AttentionExplorer(Viewer):
     """Pick a word of the prompt (and a step range, when captured with several); its attention map redraws.
 
     Args:
-        trace: a trace captured with attention (`generate(..., attention={"step_bins": N})` for step ranges).
+        trace: a trace captured with attention (`generate(..., attention={"step_bins": N})` for step ranges), or
+            the path of one saved.
         index: the image of a batch.
         alpha: opacity of the heatmap over the image.
         cmap: the heatmap's colour map (a perceptually uniform one by default).
     """
 
-    def __init__(self, trace: Trace, *, index: int = 0, alpha: float = 0.6, cmap: str = "inferno") -> None:
+    def __init__(
+        self, trace: Trace | str | os.PathLike, *, index: int = 0, alpha: float = 0.6, cmap: str = "inferno"
+    ) -> None:
+        trace = as_trace(trace)
         if trace.attention is None:
             raise ValueError("the trace has no attention maps: generate with attention=True")
         self.trace, self.maps, self.index = trace, trace.attention, index
