@@ -98,3 +98,18 @@ def test_cli_report_and_generate_report(tmp_path, capsys):
     assert main(["report", str(trace_file), "--out", str(out)]) == 0
     assert out.is_file() and f"report: {out}" in capsys.readouterr().out
     assert main(["report", str(tmp_path / "missing.sdviz")]) == 2
+
+
+def test_cli_reports_several_traces(embedded_pipe_session, tmp_path, capsys):
+    files = [sdviz.generate(embedded_pipe_session, p, steps=2).save(tmp_path / f"{i}.sdviz")
+             for i, p in enumerate(["a red letter A on a blue background", "a green digit 3 on a white background"])]  # fmt: skip
+    assert main(["report", *map(str, files), "--out", str(tmp_path / "pages")]) == 0
+    pages = sorted((tmp_path / "pages").iterdir())
+    assert [p.name for p in pages] == ["0.html", "1.html"] and "green digit 3" in pages[1].read_text()
+    assert main(["report", *map(str, files)]) == 0  # beside each trace
+    assert (tmp_path / "0.html").is_file() and (tmp_path / "1.html").is_file()
+    capsys.readouterr()
+    assert main(["report", *map(str, files), "--out", str(tmp_path / "one.html")]) == 2
+    assert "is one page but 2 traces were given" in capsys.readouterr().err
+    assert main(["report", str(files[0]), str(tmp_path / "missing.sdviz"), "--out", str(tmp_path / "none")]) == 2
+    assert not (tmp_path / "none").exists()  # every file is read before any page is written
