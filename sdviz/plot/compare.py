@@ -113,8 +113,8 @@ def plot_latent_norms(
         raise ValueError("no runs to plot")
     for key, trace in items:
         if not isinstance(trace, Trace):
-            raise TypeError(f"runs must hold traces, got {type(trace).__name__}" + (f" at {key!r}" if key else ""))
-    items = [(key or trace.compare_key or trace.scheduler, trace) for key, trace in items]
+            raise TypeError(f"runs must hold traces, got {type(trace).__name__}" + (f" at {key!r}" if key is not None else ""))
+    items = [(trace.compare_key or trace.scheduler if key is None else key, trace) for key, trace in items]
     ax = get_ax(ax)
     lines = []
     for key, trace in items:
