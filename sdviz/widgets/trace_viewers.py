@@ -44,8 +44,8 @@ class StepScrubber(Viewer):
         scale: x_t's scale: "vp" (unit variance, as the UNet sees it), "sigma", or None for as kept.
     """
 
-    def __init__(self, trace: Trace | str | os.PathLike, *, preview: LatentRGB | None = None, vae: Any = None, index: int = 0,
-                 scale: str | None = "vp") -> None:  # fmt: skip
+    def __init__(self, trace: Trace | str | os.PathLike, *, preview: LatentRGB | None = None, vae: Any = None,
+                 index: int = 0, scale: str | None = "vp") -> None:  # fmt: skip
         trace = as_trace(trace)
         self.trace, self.preview, self.vae, self.index, self.scale = trace, preview, vae, index, scale
         self.steps = [s for s in kept_steps(trace, "latents") if trace.steps[s].x0 is not None]
