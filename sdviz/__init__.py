@@ -17,6 +17,7 @@ _LAZY = {
     "capture": "sdviz.capturing",
     "generate": "sdviz.capturing",
     "compare": "sdviz.comparison",
+    "load_comparison": "sdviz.comparison",
     "ModuleDiff": "sdviz.module_diff",
     "compare_modules": "sdviz.module_diff",
     "swap": "sdviz.models.adapters",
@@ -32,7 +33,7 @@ _SUBMODULES = ("schedulers",)
 
 __all__ = [
     "ModuleDiff", "Step", "TokenInfo", "Trace", "UsageError", "__version__", "capture", "compare", "compare_modules", "generate",
-    "load_pipeline", "load_tokenizer", "schedulers", "swap", "token_info",
+    "load_comparison", "load_pipeline", "load_tokenizer", "schedulers", "swap", "token_info",
 ]
 
 

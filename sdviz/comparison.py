@@ -152,5 +152,29 @@ def write_index(results: dict[tuple[str, int], Trace], out: str | Path) -> Path:
     return path
 
 
+def load_comparison(folder: str | Path) -> dict[tuple[str, int], Trace]:
+    """Load a comparison saved by `sdviz compare --out` (or `write_index`), as `compare` returned it.
+
+    Args:
+        folder: the folder holding `index.json` and the traces, or that `index.json` itself.
+
+    Returns:
+        {(scheduler, steps): Trace} in the order they ran, ready for `plot.plot_compare_grid`.
+    """
+    path = Path(folder)
+    path = path / "index.json" if path.is_dir() else path
+    if not path.is_file():
+        raise FileNotFoundError(f"no comparison at {folder}: pass the --out folder of `sdviz compare` (it holds index.json)")
+    try:
+        runs = json.loads(path.read_text())["runs"]
+        files = {(str(r["scheduler"]), int(r["steps"])): str(r["trace"]) for r in runs}
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path} is not a comparison's index.json ({type(e).__name__}: {e})") from None
+    for name in files.values():
+        if Path(name).name != name:  # the index names files beside it, nothing elsewhere
+            raise ValueError(f"{path} names a trace outside its folder: {name!r}")
+    return {key: Trace.load(path.parent / name) for key, name in files.items()}
+
+
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "+-_" else "_" for c in name)

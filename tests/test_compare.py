@@ -56,6 +56,21 @@ def test_cli_writes_images_traces_index(tmp_path, capsys):
     assert "grid.png" in links and all((tmp_path / link).is_file() for link in links)
     assert {r["image"] for r in index["runs"]} | {r["trace"] for r in index["runs"]} <= set(links)
     assert PROMPT in page and "sdviz report euler-002.sdviz" in page
+    loaded = sdviz.load_comparison(tmp_path)
+    assert list(loaded) == [("euler", 2), ("euler", 3), ("ddim", 2), ("ddim", 3)]
+    assert loaded[("ddim", 3)] == Trace.load(tmp_path / "ddim-003.sdviz") and loaded[("euler", 2)].compare_key
+    assert list(sdviz.load_comparison(tmp_path / "index.json")) == list(loaded)
+
+
+def test_load_comparison_refuses_what_is_not_one(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no comparison at .*: pass the --out folder of `sdviz compare`"):
+        sdviz.load_comparison(tmp_path)
+    (tmp_path / "index.json").write_text('{"prompt": "x"}')
+    with pytest.raises(ValueError, match="is not a comparison's index.json .KeyError"):
+        sdviz.load_comparison(tmp_path)
+    (tmp_path / "index.json").write_text('{"runs": [{"scheduler": "euler", "steps": 2, "trace": "../x.sdviz"}]}')
+    with pytest.raises(ValueError, match="names a trace outside its folder: '../x.sdviz'"):
+        sdviz.load_comparison(tmp_path)
 
 
 @pytest.mark.slow
