@@ -1,3 +1,5 @@
+import dataclasses
+
 import diffusers
 import numpy as np
 import pytest
@@ -192,6 +194,19 @@ def test_keyboard_interrupt_keeps_partial_trace(embedded_pipe):
     assert cap.trace.steps[3].latents is not None
 
 
+def test_a_second_run_in_one_capture_is_refused_and_the_first_kept(embedded_pipe):
+    with sdviz.capture(embedded_pipe) as alone:
+        embedded_pipe(PROMPT, num_inference_steps=3, generator=torch.Generator().manual_seed(0))
+    with sdviz.capture(embedded_pipe) as cap:
+        embedded_pipe(PROMPT, num_inference_steps=3, generator=torch.Generator().manual_seed(0))
+        with pytest.raises(sdviz.UsageError, match="already holds a finished run; use one .* block per run"):
+            embedded_pipe("a green digit 3 on a white background", num_inference_steps=5)
+    _assert_restored(embedded_pipe)
+    assert cap.trace.complete and cap.trace.error is None
+    same = [dataclasses.replace(t, wall_time=None) for t in (cap.trace, alone.trace)]
+    assert same[0] == same[1]  # the first run, whole, and nothing of the second
+
+
 def test_generate_interrupted_attaches_trace(embedded_pipe, monkeypatch):
     calls = {"n": 0}
     original = embedded_pipe.unet.forward
@@ -246,18 +261,28 @@ def test_two_captures_end_in_any_order(embedded_pipe, order, attention):
     sched = _sched(embedded_pipe, "EulerDiscreteScheduler")
     embedded_pipe.scheduler = sched
     kw = dict(num_inference_steps=2, generator=torch.Generator().manual_seed(0))
-    a = sdviz.capture(embedded_pipe, attention=attention, prompt=PROMPT).__enter__()
-    b = sdviz.capture(embedded_pipe, attention=attention, prompt=PROMPT).__enter__()
-    embedded_pipe(PROMPT, **kw)
-    first, second = (b, a) if order == "nested" else (a, b)
+
+    def two():
+        a = sdviz.capture(embedded_pipe, attention=attention, prompt=PROMPT).__enter__()
+        b = sdviz.capture(embedded_pipe, attention=attention, prompt=PROMPT).__enter__()
+        return (b, a) if order == "nested" else (a, b)
+
+    first, second = two()
+    embedded_pipe(PROMPT, **kw)  # both record this run
     first.__exit__(None, None, None)
-    embedded_pipe(PROMPT, **kw)  # only the capture still open records this run
     second.__exit__(None, None, None)
     _assert_restored(embedded_pipe)
     assert _no_recorders(embedded_pipe)
-    assert len(first.trace.steps) == 2 and len(second.trace.steps) == 4
-    assert (second.trace.attention is not None) == attention
+    assert len(first.trace.steps) == 2 == len(second.trace.steps)
     assert first.trace.steps[1].latents.equal(second.trace.steps[1].latents)
+    first, second = two()
+    first.__exit__(None, None, None)  # ends before the run: the other keeps its hooks
+    embedded_pipe(PROMPT, **kw)
+    second.__exit__(None, None, None)
+    _assert_restored(embedded_pipe)
+    assert _no_recorders(embedded_pipe)
+    assert not first.trace.steps and len(second.trace.steps) == 2
+    assert (second.trace.attention is not None) == attention
 
 
 @pytest.mark.parametrize("order", ["nested", "out of order"])

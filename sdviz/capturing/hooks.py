@@ -24,7 +24,7 @@ from sdviz.capturing.scheduler_step import (
 from sdviz.images import tensor_to_pil
 from sdviz.schedules import predict_x0
 from sdviz.trace import STEP_FIELDS, Kept, Step, Trace
-from sdviz.validation import UsageTypeError, check_int, check_names
+from sdviz.validation import UsageError, UsageTypeError, check_int, check_names
 
 ALL_FIELDS = frozenset(STEP_FIELDS)
 # the captures active on each pipeline, in the order they began: their scheduler wrappers and attention
@@ -32,14 +32,20 @@ ALL_FIELDS = frozenset(STEP_FIELDS)
 _ACTIVE: weakref.WeakKeyDictionary[Any, list[capture]] = weakref.WeakKeyDictionary()
 
 
+class AnotherRun(UsageError):
+    """A second pipeline run inside one capture, refused so that two runs never mix in one trace."""
+
+
 class capture:  # noqa: N801 - used as a function-like context manager, as `open`
-    """Record every step of the pipeline runs made inside the `with` block.
+    """Record every step of the pipeline run made inside the `with` block.
 
     Hooks: a forward hook on the UNet (noise predictions), a wrapper around `scheduler.step` (latents,
     x0, timestep, sigma), forward hooks on the text encoder (the ids CLIP saw) and the VAE decoder (the
     image). All are removed when the block ends, also on an exception; a `KeyboardInterrupt` keeps the steps
     captured so far in `cap.trace`, marked incomplete. Captures on one pipeline may nest (each records the
-    same runs) and may end in any order.
+    same runs) and may end in any order. One capture records one run: a second run started in the block after
+    the first one's image was decoded is refused (`UsageError`) before it records anything, and the first run's
+    trace stays as it was.
 
     Args:
         pipe: a diffusers Stable Diffusion pipeline.
@@ -140,7 +146,7 @@ class capture:  # noqa: N801 - used as a function-like context manager, as `open
         if trace.steps:
             trace.steps[-1].completes_step = True
         record_latent_scales(trace.steps, scheduler)
-        if exc_type is not None:
+        if exc_type is not None and not isinstance(exc, AnotherRun):  # a refused second run left the first whole
             trace.complete = False
             trace.error = f"{exc_type.__name__}: {exc}"
         calls, tokenizer = self._text_calls, getattr(self.pipe, "tokenizer", None)
@@ -207,6 +213,11 @@ class capture:  # noqa: N801 - used as a function-like context manager, as `open
 
     # -- hooks ---------------------------------------------------------------------------------
     def _on_text(self, calls: list, module, args, kwargs) -> None:
+        if self.trace.images:  # the prompt is encoded at the start of a run: this is a second one
+            raise AnotherRun(
+                "this capture already holds a finished run; use one `with sdviz.capture(pipe)` block per run "
+                "(sdviz.generate and sdviz.compare do), so that two runs never mix in one trace"
+            )
         ids = kwargs.get("input_ids", args[0] if args else None)
         if ids is not None:
             calls.append([row.tolist() for row in ids.detach().cpu()])
