@@ -139,6 +139,8 @@ class Trace:
         more = len(self.prompts) - 1
         prompt = f"{self.prompt!r}" + (f" and {more} more prompt{'s' * (more > 1)}" if more > 0 else "")
         images = f", {len(self.images)} images" if len(self.images) > 1 else ""
+        if not self.steps:  # a capture before its run, or one that ended before the first step
+            return f"Trace({prompt}, no steps captured{state})"
         return (
             f"Trace({prompt}, {self.scheduler}, {len(self.steps)} UNet evaluations, "
             f"{self.num_inference_steps} steps, {self.width}x{self.height}{images}, seed={self.seed}{state})"

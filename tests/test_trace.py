@@ -146,6 +146,8 @@ def test_repr_counts_a_batch(trace):
     batch = dataclasses.replace(trace, prompts=[trace.prompt, "a green digit 3 on a white background", "x"],
                                 images=trace.images * 4)  # fmt: skip
     assert f"Trace({trace.prompt!r} and 2 more prompts, " in repr(batch) and ", 4 images, seed=" in repr(batch)
+    assert repr(Trace()) == "Trace('', no steps captured)"
+    assert repr(dataclasses.replace(trace, steps=[], complete=False)) == f"Trace({trace.prompt!r}, no steps captured, incomplete)"
 
 
 @pytest.mark.parametrize(
