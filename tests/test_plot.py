@@ -93,6 +93,8 @@ def test_alpha_bar_and_snr():
     assert snr[0].get_label() == "sd" and ax.get_yscale() == "log"
     with pytest.raises(TypeError, match="expected a ForwardProcess.*got Schedule .*draw it with plot_sigmas"):
         plot.plot_snr(schedulers.schedule("euler", 10), ax=_ax())
+    with pytest.raises(TypeError, match="expected a Schedule or a Trace, a list .* got int at position 1$"):
+        plot.plot_sigmas([schedulers.schedule("euler", 10), 3], ax=_ax())
 
 
 def test_forward_process_grid(trace):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,33 @@ def get_axes(axes: Any, fig: Any, nrows: int, ncols: int, *, panel: tuple[float,
 
         fig = plt.figure(figsize=(panel[0] * ncols, panel[1] * nrows), layout="constrained")
     return np.asarray(fig.subplots(nrows, ncols, squeeze=False), dtype=object)
+
+
+def labelled(
+    data: Any,
+    kind: Any,
+    what: str,
+    *,
+    name: Callable[[Any], Any] = lambda item: "",
+    hint: Callable[[Any], str] = lambda item: "",
+) -> list[tuple[Any, Any]]:
+    """Return (label, item) pairs of one `kind`, a list of them or a {label: item} dict; refuse any other item.
+
+    A dict's items are labelled by their keys (as they are), the others by `name(item)`. The TypeError says
+    `what` was expected, where the wrong item sits, and `hint(item)`: how to draw that item instead, if anything can.
+    """
+    keyed = isinstance(data, Mapping)
+    if keyed:
+        items = [(k, v, f" at {k!r}") for k, v in data.items()]
+    elif isinstance(data, Sequence) and not isinstance(data, str | bytes):
+        items = [(None, v, f" at position {i}") for i, v in enumerate(data)]
+    else:
+        items = [(None, data, "")]
+    for _, item, where in items:
+        if not isinstance(item, kind):
+            raise TypeError(f"expected {what}, a list or a {{label: ...}} dict of them, got "
+                            f"{type(item).__name__}{where}{hint(item)}")  # fmt: skip
+    return [(key if keyed else name(item), item) for key, item, _ in items]
 
 
 def to_numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:

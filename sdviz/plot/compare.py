@@ -10,7 +10,7 @@ import numpy as np
 from matplotlib.image import AxesImage
 from matplotlib.lines import Line2D
 
-from sdviz.plot.common import bare, get_ax, get_axes
+from sdviz.plot.common import bare, get_ax, get_axes, labelled
 from sdviz.trace import Trace
 
 _SCALE_LABELS = {"sigma": "x0 + sigma eps", "vp": "(x0 + sigma eps) / sqrt(1 + sigma^2)"}
@@ -104,17 +104,9 @@ def plot_latent_norms(
     """
     if x not in ("fraction", "step", "sigma"):
         raise ValueError(f"x must be 'fraction', 'step' or 'sigma', got {x!r}")
-    if isinstance(runs, Trace):
-        runs = [runs]
-    if not isinstance(runs, Mapping | list | tuple):
-        raise TypeError(f"runs must be a Trace, a list of traces or a {{label: Trace}} dict, got {type(runs).__name__}")
-    items = list(runs.items()) if isinstance(runs, Mapping) else [(None, t) for t in runs]
+    items = labelled(runs, Trace, "a Trace", name=lambda t: t.compare_key or t.scheduler)
     if not items:
         raise ValueError("no runs to plot")
-    for key, trace in items:
-        if not isinstance(trace, Trace):
-            raise TypeError(f"runs must hold traces, got {type(trace).__name__}" + (f" at {key!r}" if key is not None else ""))
-    items = [(trace.compare_key or trace.scheduler if key is None else key, trace) for key, trace in items]
     ax = get_ax(ax)
     lines = []
     for key, trace in items:

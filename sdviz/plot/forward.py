@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from sdviz.latent_rgb import LatentRGB
-from sdviz.plot.common import bare, get_axes, to_numpy
+from sdviz.plot.common import bare, get_axes, labelled, to_numpy
 from sdviz.plot.latents import latent_image
 from sdviz.preview import Noised
 
@@ -41,19 +41,7 @@ def plot_forward_process(
     Returns:
         (rows, columns) array of `AxesImage`.
     """
-    if isinstance(noised, Noised):
-        rows = [("", noised)]
-    elif isinstance(noised, Mapping):
-        rows = list(noised.items())
-    elif isinstance(noised, list | tuple):
-        rows = [("", n) for n in noised]
-    else:
-        rows = [("", noised)]
-    for label, n in rows:
-        if not isinstance(n, Noised):
-            where = f" at {label!r}" if label else ""
-            raise TypeError(f"expected a Noised (sdviz.preview.noise_image), a list or a {{label: Noised}} dict of them, "
-                            f"got {type(n).__name__}{where}")  # fmt: skip
+    rows = labelled(noised, Noised, "a Noised (sdviz.preview.noise_image)")
     if not rows:
         raise ValueError("no noised samples to plot")
     ncols = len(rows[0][1].timesteps) + int(clean)

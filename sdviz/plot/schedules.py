@@ -8,7 +8,7 @@ from typing import Any, Literal
 import numpy as np
 from matplotlib.lines import Line2D
 
-from sdviz.plot.common import get_ax, to_numpy
+from sdviz.plot.common import get_ax, labelled, to_numpy
 from sdviz.schedules import ForwardProcess, Schedule
 from sdviz.trace import Trace
 
@@ -23,20 +23,8 @@ def _label(item: Schedule | Trace) -> str:
 
 def schedule_series(data: Any) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """Return (label, timesteps, sigmas) for a Schedule, a Trace, a list of them or a {label: ...} dict."""
-    if isinstance(data, Schedule | Trace):
-        items = [(_label(data), data)]
-    elif isinstance(data, Mapping):
-        items = [(str(k), v) for k, v in data.items()]
-    elif isinstance(data, Sequence) and not isinstance(data, str):
-        items = [(_label(v), v) for v in data]
-    else:
-        raise TypeError(f"expected Schedule(s) or Trace(s), a list or a dict of them; got {type(data).__name__}")
-    out = []
-    for label, v in items:
-        if not isinstance(v, Schedule | Trace):
-            raise TypeError(f"{label}: expected a Schedule or a Trace, got {type(v).__name__}")
-        out.append((label, to_numpy(v.timesteps), to_numpy(v.sigmas)))
-    return out
+    items = labelled(data, Schedule | Trace, "a Schedule or a Trace", name=_label)
+    return [(str(label), to_numpy(v.timesteps), to_numpy(v.sigmas)) for label, v in items]
 
 
 def _x(n: int, x: str) -> np.ndarray:
@@ -91,20 +79,12 @@ def plot_timesteps(
 
 
 def _processes(data: ForwardProcess | Sequence[ForwardProcess] | Mapping[str, ForwardProcess]) -> list[tuple[str, ForwardProcess]]:
-    if isinstance(data, ForwardProcess):
-        return [(data.beta_schedule, data)]
-    if isinstance(data, Mapping):
-        items = [(str(k), v) for k, v in data.items()]
-    elif isinstance(data, Sequence) and not isinstance(data, str):
-        items = [(getattr(v, "beta_schedule", "?"), v) for v in data]
-    else:
-        items = [("data", data)]
-    for label, v in items:
-        if not isinstance(v, ForwardProcess):
-            hint = " (a sampling run's schedule: draw it with plot_sigmas)" if isinstance(v, Schedule | Trace) else ""
-            raise TypeError(f"{label}: expected a ForwardProcess (sdviz.schedulers.forward_process), a list or a "
-                            f"{{label: ...}} dict of them, got {type(v).__name__}{hint}")  # fmt: skip
-    return items
+    def hint(item: Any) -> str:
+        return " (a sampling run's schedule: draw it with plot_sigmas)" if isinstance(item, Schedule | Trace) else ""
+
+    items = labelled(data, ForwardProcess, "a ForwardProcess (sdviz.schedulers.forward_process)",
+                     name=lambda p: p.beta_schedule, hint=hint)  # fmt: skip
+    return [(str(label), p) for label, p in items]
 
 
 def _plot_processes(data: Any, ax: Any, field: str, ylabel: str, log: bool, kwargs: dict[str, Any]) -> list[Line2D]:
